@@ -1,0 +1,59 @@
+#pragma once
+// Parameter<T, Rank>: a named, persistent tensor that a model learns (or keeps frozen).
+//
+// A trainable parameter owns a gradient buffer that backward() accumulates into; a frozen one
+// has none at all, and ops skip the work that would only compute its gradient (the weight
+// GEMM of a frozen Linear is never run). Move-only, like the module that owns it.
+#include <memory>
+#include <string>
+
+#include "var.hpp"
+
+namespace deepprompt {
+
+template <class T, std::size_t Rank>
+class Parameter {
+ public:
+  Parameter() = default;
+  Parameter(std::string name, Tensor<T, Rank> value, bool trainable = true)
+      : name_(std::move(name)), value_(std::move(value)) {
+    set_trainable(trainable);
+  }
+  Parameter(Parameter&&) noexcept = default;
+  Parameter& operator=(Parameter&&) noexcept = default;
+
+  const std::string& name() const { return name_; }
+  const Tensor<T, Rank>& value() const { return value_; }
+  const Shape<Rank>& shape() const { return value_.shape(); }
+  index_t size() const { return value_.size(); }
+
+  /// This parameter as an input of ops.
+  Var<T, Rank> var() const { return node_ ? Var<T, Rank>::on_node(value_, node_.get()) : Var<T, Rank>(value_); }
+  operator Var<T, Rank>() const { return var(); }
+
+  bool trainable() const { return node_ != nullptr; }
+  /// Freezing frees the gradient buffer; unfreezing gives a zeroed one.
+  void set_trainable(bool on) {
+    if (on && !node_) {
+      node_ = std::make_unique<VarNode<T, Rank>>(value_.shape());
+      node_->accumulator();
+    } else if (!on) {
+      node_.reset();
+    }
+  }
+  /// requires: trainable().
+  const Tensor<T, Rank>& grad() const {
+    if (!node_) throw AutodiffError("Parameter '" + name_ + "' is frozen and has no gradient");
+    return node_->grad;
+  }
+  void zero_grad() {
+    if (node_) node_->grad.fill(T{});
+  }
+
+ private:
+  std::string name_;
+  Tensor<T, Rank> value_;
+  std::unique_ptr<VarNode<T, Rank>> node_;
+};
+
+}  // namespace deepprompt

@@ -1,0 +1,21 @@
+#pragma once
+// Device policies. A tensor's third template argument says where its memory lives; kernels are
+// chosen by overloading on the policy, so CPU and CUDA share one front end (as Eigen's devices).
+#include <concepts>
+
+namespace deepprompt {
+
+/// Host memory, kernels in backend/cpu (Eigen GEMM, xsimd, OpenMP).
+struct Cpu {
+  static constexpr const char* name = "cpu";
+};
+
+/// NVIDIA GPU memory, kernels in backend/cuda; available when the CUDA backend is compiled in.
+struct Cuda {
+  static constexpr const char* name = "cuda";
+};
+
+template <class D>
+concept DevicePolicy = std::same_as<D, Cpu> || std::same_as<D, Cuda>;
+
+}  // namespace deepprompt
