@@ -13,18 +13,25 @@
 #include <mutex>
 #include <new>
 
+#include "device.hpp"
+
 namespace deepprompt {
 
 inline constexpr std::size_t kAlignment = 64;
 
-/// Header placed in front of every block's data (its own cache line, so data stays aligned).
+class MemoryPool;
+
+/// The bookkeeping of one buffer. For host memory it sits in the cache line in front of the
+/// data (one allocation); for device memory it lives on the host and points to the data.
 struct alignas(kAlignment) Block {
   std::atomic<std::int64_t> refs{1};
-  std::size_t capacity = 0;  // usable bytes after the header
+  std::size_t capacity = 0;  // usable bytes
   int size_class = 0;
   Block* next_free = nullptr;
+  MemoryPool* pool = nullptr;
+  std::byte* data_ = nullptr;
 
-  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
+  std::byte* data() const { return data_; }
 };
 static_assert(sizeof(Block) == kAlignment);
 
@@ -38,9 +45,17 @@ struct PoolStats {
 
 /// A thread-safe caching allocator of Blocks with size classes four per power of two
 /// (at most 25% slack). Blocks are never returned to the system until trim().
+/// The default pool serves host memory; a pool built with a Backing serves another device's
+/// memory (backend/cuda gives one over cudaMalloc/cudaFree).
 class MemoryPool {
  public:
+  struct Backing {
+    void* (*allocate)(std::size_t bytes);  // throws on failure
+    void (*deallocate)(void* p);
+  };
+
   MemoryPool() = default;
+  explicit MemoryPool(Backing backing) : backing_(backing), has_backing_(true) {}
   MemoryPool(const MemoryPool&) = delete;
   MemoryPool& operator=(const MemoryPool&) = delete;
   ~MemoryPool() { trim(); }
@@ -61,11 +76,23 @@ class MemoryPool {
       stats_.bytes_cached -= b->capacity;
     } else {
       const std::size_t cap = class_capacity(cls);
-      void* raw = std::aligned_alloc(kAlignment, sizeof(Block) + (cap + kAlignment - 1) / kAlignment * kAlignment);
-      if (!raw) throw std::bad_alloc();
-      b = new (raw) Block();
+      if (has_backing_) {
+        b = new Block();
+        try {
+          b->data_ = static_cast<std::byte*>(backing_.allocate(cap));
+        } catch (...) {
+          delete b;
+          throw;
+        }
+      } else {
+        void* raw = std::aligned_alloc(kAlignment, sizeof(Block) + (cap + kAlignment - 1) / kAlignment * kAlignment);
+        if (!raw) throw std::bad_alloc();
+        b = new (raw) Block();
+        b->data_ = reinterpret_cast<std::byte*>(b + 1);
+      }
       b->capacity = cap;
       b->size_class = cls;
+      b->pool = this;
       ++stats_.system_allocations;
     }
     b->refs.store(1, std::memory_order_relaxed);
@@ -91,8 +118,13 @@ class MemoryPool {
       while (head) {
         Block* next = head->next_free;
         stats_.bytes_cached -= head->capacity;
-        head->~Block();
-        std::free(head);
+        if (has_backing_) {
+          backing_.deallocate(head->data_);
+          delete head;
+        } else {
+          head->~Block();
+          std::free(head);
+        }
         head = next;
       }
     }
@@ -127,6 +159,8 @@ class MemoryPool {
     return base + static_cast<std::size_t>(q) * (base >> 2);
   }
 
+  Backing backing_{};
+  bool has_backing_ = false;
   mutable std::mutex mutex_;
   Block* free_[kClasses] = {};
   PoolStats stats_;
@@ -136,9 +170,14 @@ class MemoryPool {
 inline void retain(Block* b) {
   if (b) b->refs.fetch_add(1, std::memory_order_relaxed);
 }
-/// Drops a reference; the last one returns the block to the CPU pool (null allowed).
+/// Drops a reference; the last one returns the block to its pool (null allowed).
 inline void release(Block* b) {
-  if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) MemoryPool::cpu().release(b);
+  if (b && b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) b->pool->release(b);
 }
+
+/// The pool that serves a device's memory. The Cuda overload is defined by
+/// backend/cuda/memory.cuh, so only CUDA translation units can allocate device tensors.
+inline MemoryPool& device_pool(Cpu) { return MemoryPool::cpu(); }
+MemoryPool& device_pool(Cuda);
 
 }  // namespace deepprompt

@@ -35,8 +35,7 @@ constexpr index_t numel(const Shape<Rank>& s) {
 template <class T, std::size_t Rank, DevicePolicy Device = Cpu>
 class Tensor {
   static_assert(std::is_trivially_copyable_v<T>, "Tensor elements must be trivially copyable");
-  static_assert(std::is_same_v<Device, Cpu>,
-                "Tensor<..., Cuda> lives in backend/cuda; include <deepprompt/backend/cuda/tensor.cuh>");
+  static constexpr bool on_host = std::is_same_v<Device, Cpu>;
 
  public:
   using value_type = T;
@@ -51,25 +50,33 @@ class Tensor {
     for (auto e : shape)
       if (e < 0) throw ShapeError("Tensor: negative extent in " + shape_str(shape));
     const std::size_t bytes = static_cast<std::size_t>(numel(shape)) * sizeof(T);
-    block_ = MemoryPool::cpu().acquire(bytes);
+    block_ = device_pool(Device{}).acquire(bytes);
     data_ = reinterpret_cast<T*>(block_->data());
   }
 
-  static Tensor zeros(const Shape<Rank>& shape) { return full(shape, T{}); }
-  static Tensor full(const Shape<Rank>& shape, T value) {
+  static Tensor zeros(const Shape<Rank>& shape)
+    requires on_host
+  { return full(shape, T{}); }
+  static Tensor full(const Shape<Rank>& shape, T value)
+    requires on_host
+  {
     Tensor t(shape);
     t.fill(value);
     return t;
   }
   /// A new tensor holding a copy of `values` (row-major). requires: values.size() == numel(shape).
-  static Tensor from(const Shape<Rank>& shape, std::span<const T> values) {
+  static Tensor from(const Shape<Rank>& shape, std::span<const T> values)
+    requires on_host
+  {
     if (static_cast<index_t>(values.size()) != numel(shape))
       throw ShapeError(detail::cat("Tensor::from: ", values.size(), " values for shape ", shape_str(shape)));
     Tensor t(shape);
     if (!values.empty()) std::memcpy(t.data_, values.data(), values.size() * sizeof(T));
     return t;
   }
-  static Tensor from(const Shape<Rank>& shape, std::initializer_list<T> values) {
+  static Tensor from(const Shape<Rank>& shape, std::initializer_list<T> values)
+    requires on_host
+  {
     return from(shape, std::span<const T>(values.begin(), values.size()));
   }
   /// A view on memory the caller owns and keeps alive (nothing is copied or freed).
@@ -124,13 +131,26 @@ class Tensor {
   }
 
   // --- data (handle semantics: a const Tensor still refers to mutable elements) -------------
+  // Element access below is for host tensors; device tensors go through their backend.
   T* data() const { return data_; }
-  T* begin() const { return data_; }
-  T* end() const { return data_ + size(); }
-  std::span<T> span() const { return {data_, static_cast<std::size_t>(size())}; }
+  T* begin() const
+    requires on_host
+  {
+    return data_;
+  }
+  T* end() const
+    requires on_host
+  {
+    return data_ + size();
+  }
+  std::span<T> span() const
+    requires on_host
+  {
+    return {data_, static_cast<std::size_t>(size())};
+  }
 
   template <class... I>
-    requires(sizeof...(I) == Rank && (std::is_integral_v<I> && ...))
+    requires(on_host && sizeof...(I) == Rank && (std::is_integral_v<I> && ...))
   T& operator()(I... idx) const {
     const index_t ix[] = {static_cast<index_t>(idx)...};
     index_t off = 0;
@@ -138,20 +158,28 @@ class Tensor {
     return data_[off];
   }
   T& item() const
-    requires(Rank == 0)
+    requires(on_host && Rank == 0)
   {
     return *data_;
   }
 
-  void fill(T value) const { std::fill(data_, data_ + size(), value); }
+  void fill(T value) const
+    requires on_host
+  {
+    std::fill(data_, data_ + size(), value);
+  }
   /// A deep copy in a new buffer.
-  Tensor clone() const {
+  Tensor clone() const
+    requires on_host
+  {
     Tensor t(shape_);
     if (size()) std::memcpy(t.data_, data_, static_cast<std::size_t>(size()) * sizeof(T));
     return t;
   }
   /// Copies the elements of `src` into this tensor. requires: same shape.
-  void copy_from(const Tensor& src) const {
+  void copy_from(const Tensor& src) const
+    requires on_host
+  {
     check_shapes(src.shape_ == shape_, "Tensor::copy_from", "shapes differ", shape_, src.shape_);
     if (size()) std::memmove(data_, src.data_, static_cast<std::size_t>(size()) * sizeof(T));
   }
