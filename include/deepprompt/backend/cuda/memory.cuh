@@ -1,0 +1,63 @@
+#pragma once
+// CUDA device memory for Tensor<T, R, Cuda>: a caching pool over cudaMalloc (MemoryPool with
+// a device Backing, so no cudaMalloc per step), host <-> device copies, and error checks that
+// name the failing call.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../../core/error.hpp"
+#include "../../core/storage.hpp"
+#include "../../core/tensor.hpp"
+
+namespace deepprompt {
+
+namespace cuda {
+/// Throws deepprompt::Error("CUDA call <what> failed: <reason>") unless `status` is success.
+inline void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess)
+    throw Error(std::string("CUDA call ") + what + " failed: " + cudaGetErrorName(status) + ": " +
+                cudaGetErrorString(status));
+}
+
+/// Number of visible CUDA devices; 0 when there is no GPU or no driver.
+inline int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return n;
+}
+}  // namespace cuda
+
+inline MemoryPool& device_pool(Cuda) {
+  static MemoryPool* pool = new MemoryPool(MemoryPool::Backing{
+      [](std::size_t bytes) -> void* {
+        void* p = nullptr;
+        cuda::check(cudaMalloc(&p, bytes), "cudaMalloc");
+        return p;
+      },
+      [](void* p) { (void)cudaFree(p); }});
+  return *pool;
+}
+
+/// A device copy of a host tensor.
+template <class T, std::size_t R>
+Tensor<T, R, Cuda> to_device(const Tensor<T, R, Cpu>& host) {
+  Tensor<T, R, Cuda> dev(host.shape());
+  cuda::check(cudaMemcpy(dev.data(), host.data(), sizeof(T) * host.size(), cudaMemcpyHostToDevice),
+              "cudaMemcpy(host to device)");
+  return dev;
+}
+
+/// A host copy of a device tensor.
+template <class T, std::size_t R>
+Tensor<T, R, Cpu> to_host(const Tensor<T, R, Cuda>& dev) {
+  Tensor<T, R, Cpu> host(dev.shape());
+  cuda::check(cudaMemcpy(host.data(), dev.data(), sizeof(T) * dev.size(), cudaMemcpyDeviceToHost),
+              "cudaMemcpy(device to host)");
+  return host;
+}
+
+}  // namespace deepprompt
