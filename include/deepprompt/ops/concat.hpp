@@ -1,0 +1,153 @@
+#pragma once
+// concat and slice along any axis.
+//
+// Seen around the axis, a tensor of shape (outer..., n, inner...) is `outer` rows of
+// n * inner contiguous elements; concatenating is copying each input's row piece into the
+// output row at its offset, slicing is copying one piece out, and the backward passes add the
+// same pieces back (accumulating). Negative axes count from the end.
+#include <array>
+#include <cstring>
+#include <initializer_list>
+#include <span>
+
+#include "../autodiff/var.hpp"
+#include "../backend/cpu/elementwise.hpp"
+#include "shape.hpp"  // detail::shape_axis_index
+
+namespace deepprompt {
+
+namespace detail {
+
+// Products of the extents before and after `axis`.
+template <std::size_t R>
+void concat_outer_inner(const Shape<R>& s, std::size_t axis, index_t& outer, index_t& inner) {
+  outer = 1;
+  inner = 1;
+  for (std::size_t i = 0; i < axis; ++i) outer *= s[i];
+  for (std::size_t i = axis + 1; i < R; ++i) inner *= s[i];
+}
+
+// For each of `outer` rows: dst[o * dst_row + dst_off, + width) = / += src[o * src_row + src_off, + width).
+template <bool Accumulate, class T>
+void concat_copy_pieces(const T* src, index_t src_row, index_t src_off, T* dst, index_t dst_row, index_t dst_off,
+                 index_t width, index_t outer) {
+  if (width <= 0) return;
+  const auto one = [&](index_t o) {
+    const T* s = src + o * src_row + src_off;
+    T* d = dst + o * dst_row + dst_off;
+    if constexpr (Accumulate)
+      cpu::add<T>(d, s, d, width);
+    else
+      std::memcpy(d, s, static_cast<std::size_t>(width) * sizeof(T));
+  };
+  if (outer > 1 && outer * width >= cpu::simd::parallel_threshold) {
+#pragma omp parallel for schedule(static)
+    for (index_t o = 0; o < outer; ++o) one(o);
+  } else {
+    for (index_t o = 0; o < outer; ++o) one(o);
+  }
+}
+
+// Where one input of a concat goes; an array of these lives in the tape's arena.
+template <class T, std::size_t R>
+struct ConcatPart {
+  VarNode<T, R>* node;  // nullptr: needs no gradient
+  index_t offset;       // in elements, within an output row
+  index_t width;        // elements per row of this input
+};
+
+}  // namespace detail
+
+/// The inputs joined along `axis`; every other extent must match. y's extent along the axis
+/// is the sum of the inputs'. Throws ShapeError naming "concat" and the first mismatching
+/// pair of shapes, or for no inputs or a bad axis.
+template <class T, std::size_t R>
+Var<T, R> concat(std::span<const Var<T, R>> xs, int axis) {
+  static_assert(R >= 1, "concat: the inputs need at least one axis");
+  if (xs.empty()) throw ShapeError("concat: no inputs");
+  const Shape<R>& first = xs[0].shape();
+  const std::size_t ax = detail::shape_axis_index(axis, "concat", first);
+  Shape<R> ys = first;
+  ys[ax] = 0;
+  bool needs_grad = false;
+  for (const auto& x : xs) {
+    bool ok = true;
+    for (std::size_t i = 0; i < R; ++i) ok = ok && (i == ax || x.shape()[i] == first[i]);
+    if (!ok)
+      check_shapes(false, "concat", detail::cat("extents off the concatenation axis ", ax, " differ"), first,
+                   x.shape());
+    ys[ax] += x.shape()[ax];
+    needs_grad = needs_grad || x.requires_grad();
+  }
+  index_t outer, inner;
+  detail::concat_outer_inner(ys, ax, outer, inner);
+  const index_t row = ys[ax] * inner;  // y: (outer, row)
+  Tensor<T, R> y(ys);
+  index_t off = 0;
+  for (const auto& x : xs) {
+    const index_t w = x.shape()[ax] * inner;
+    detail::concat_copy_pieces<false>(x.value().data(), w, 0, y.data(), row, off, w, outer);
+    off += w;
+  }
+  auto out = Var<T, R>::result(y, needs_grad);
+  if (out.requires_grad()) {
+    using Part = detail::ConcatPart<T, R>;
+    const std::size_t n = xs.size();
+    auto* parts = static_cast<Part*>(tape().arena().allocate(n * sizeof(Part), alignof(Part)));
+    off = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const index_t w = xs[i].shape()[ax] * inner;
+      parts[i] = Part{xs[i].node(), off, w};
+      off += w;
+    }
+    tape().record(out.node(), [parts, n, outer, row](const Tensor<T, R>& dy) {
+      for (std::size_t i = 0; i < n; ++i)
+        if (parts[i].node)
+          detail::concat_copy_pieces<true>(dy.data(), row, parts[i].offset, parts[i].node->accumulator().data(),
+                                    parts[i].width, 0, parts[i].width, outer);
+    });
+  }
+  return out;
+}
+
+template <class T, std::size_t R, std::size_t N>
+Var<T, R> concat(const std::array<Var<T, R>, N>& xs, int axis) {
+  return concat(std::span<const Var<T, R>>(xs.data(), N), axis);
+}
+
+template <class T, std::size_t R>
+Var<T, R> concat(std::initializer_list<Var<T, R>> xs, int axis) {
+  return concat(std::span<const Var<T, R>>(xs.begin(), xs.size()), axis);
+}
+
+/// Elements [begin, end) along `axis`: a view for axis 0, a copy otherwise. The gradient is
+/// added into that part of x's. Throws ShapeError naming "slice", the range and the shape
+/// unless 0 <= begin <= end <= x.extent(axis).
+template <class T, std::size_t R>
+Var<T, R> slice(const Var<T, R>& x, int axis, index_t begin, index_t end) {
+  static_assert(R >= 1, "slice: x needs at least one axis");
+  const std::size_t ax = detail::shape_axis_index(axis, "slice", x.shape());
+  if (begin < 0 || begin > end || end > x.shape()[ax])
+    throw ShapeError(detail::cat("slice: [", begin, ", ", end, ") out of range along axis ", ax, " of shape ",
+                                 shape_str(x.shape())));
+  index_t outer, inner;
+  detail::concat_outer_inner(x.shape(), ax, outer, inner);
+  const index_t xrow = x.shape()[ax] * inner, off = begin * inner, w = (end - begin) * inner;
+  Tensor<T, R> y;
+  if (ax == 0) {
+    y = x.value().slice(begin, end);
+  } else {
+    Shape<R> ys = x.shape();
+    ys[ax] = end - begin;
+    y = Tensor<T, R>(ys);
+    detail::concat_copy_pieces<false>(x.value().data(), xrow, off, y.data(), w, 0, w, outer);
+  }
+  auto out = Var<T, R>::result(y, x.requires_grad());
+  if (out.requires_grad())
+    tape().record(out.node(), [xn = x.node(), outer, xrow, off, w](const Tensor<T, R>& dy) {
+      detail::concat_copy_pieces<true>(dy.data(), w, 0, xn->accumulator().data(), xrow, off, w, outer);
+    });
+  return out;
+}
+
+}  // namespace deepprompt
