@@ -1,0 +1,426 @@
+#pragma once
+// Fused scaled-dot-product attention on the CPU, forward and backward (raw pointers, no
+// autodiff), with an optional key/value prefix (P-Tuning v2), additive mask, additive bias
+// (T5's relative positions), causal masking and attention dropout.
+//
+// Layout (row-major, contiguous):
+//   q: (B, H, Tq, D)   k, v: (B, H, Tk, D)   out: (B, H, Tq, D)   stats: (B, H, Tq, 2)
+//   prefix_k, prefix_v: (H, P, D) shared by the batch, or (B, H, P, D) per example
+//   mask: additive (B, Tk) or (B, P + Tk)    bias: additive (1 or B, H, Tq, Tk or P + Tk)
+// The keys seen by a query are the P prefix keys followed by the Tk real keys (Tk' = P + Tk).
+// A mask or bias with Tk columns applies to the real keys only (the prefix gets 0); with P + Tk
+// columns it covers the prefix too. `causal`: query i sees the real keys j <= i + (Tk - Tq)
+// (aligned at the bottom right, as Hugging Face with a KV cache and flash-attention do; with
+// Tq == Tk this is j <= i) and always the whole prefix.
+//
+// Memory (flash-attention style): the forward pass keeps only two numbers per query row, the
+// maximum m of its scores and 1 / sum(exp(s - m)); the backward pass recomputes the probabilities
+// block by block from q, k and them, with the forward's own formula exp(s - m) * (1 / sum), so
+// they are the same bits. (One log-sum-exp m + log(sum) is not enough: for a row masked with the
+// lowest finite value, m ~ -3.4e38 absorbs log(sum) and exp(s - lse) would give 1, not 1/T.) Neither
+// pass materialises a (B, H, Tq, Tk') tensor: each thread works on a (block of 64 queries) x Tk'
+// slab of a caller-provided workspace. Dropout masks are not stored either: element
+// (b, h, i, j) of the (B, H, Tq, Tk') probability tensor is kept iff word
+// first_word + ((b*H + h)*Tq + i)*Tk' + j of the Philox stream `seed` is >= ceil(p * 2^32) (the
+// rule of ops/dropout.hpp), and kept values are scaled by 1 / (1 - p); the backward pass redraws
+// the words (vectorised Philox, about 1.5 ns a word). p == 1 drops everything without drawing.
+//
+// Scores of fully masked rows: a row whose scores are all -inf (an additive -inf mask, a bias
+// holding -inf, or a causal row that sees no key at all) gives probability zeros and a zero
+// output, never NaN. A row masked with the lowest finite value (Hugging Face's
+// (1 - mask) * finfo.min) gives what PyTorch gives: uniform weights over its keys.
+//
+// Threads: OpenMP over (b, h) pairs (or over heads, the batch in order inside, when the
+// backward pass sums a gradient over the batch: the shared prefix or a batch-1 bias), GEMMs
+// single-threaded inside (cpu::gemm runs on one thread inside an active parallel region).
+// Results do not depend on the thread count: every sum runs in a fixed order. (So the backward
+// pass of a shared prefix uses at most H threads: enough for 12 heads on 2 to 12 cores.)
+
+// simd.hpp first: it silences GCC 12's false -Wuninitialized in the AVX-512 intrinsics, which
+// must be in force where <immintrin.h> is first parsed (Eigen would include it otherwise).
+#include "deepprompt/backend/cpu/simd.hpp"
+#include "deepprompt/backend/cpu/gemm.hpp"
+#include "deepprompt/backend/cpu/threads.hpp"
+#include "deepprompt/core/rng.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace deepprompt::cpu {
+
+template <class T>
+struct AttentionArgs {
+  index_t batch = 0, heads = 0, q_len = 0, kv_len = 0, prefix_len = 0, head_dim = 0;
+  const T* q = nullptr;         // (B, H, Tq, D)
+  const T* k = nullptr;         // (B, H, Tk, D)
+  const T* v = nullptr;         // (B, H, Tk, D)
+  const T* prefix_k = nullptr;  // (H, P, D) or (B, H, P, D); nullptr iff P == 0
+  const T* prefix_v = nullptr;
+  bool prefix_per_example = false;  // (B, H, P, D) rather than (H, P, D)
+  const T* mask = nullptr;          // additive (B, mask_cols) or nullptr
+  index_t mask_cols = 0;            // Tk or P + Tk
+  const T* bias = nullptr;          // additive (1 or B, H, Tq, bias_cols) or nullptr
+  bool bias_per_example = false;    // batch extent B rather than 1
+  index_t bias_cols = 0;            // Tk or P + Tk
+  bool causal = false;
+  T scale = T(1);
+  T dropout = T(0);  // probability of dropping; 0: none. requires: 0 <= dropout <= 1
+  std::uint64_t seed = 0, first_word = 0;  // of the dropout words (unused when dropout is 0 or 1)
+
+  index_t keys() const { return prefix_len + kv_len; }
+};
+
+// Gradient outputs of attention_backward; each ACCUMULATES (+=) and nullptr skips it.
+template <class T>
+struct AttentionGrads {
+  T* q = nullptr;         // (B, H, Tq, D)
+  T* k = nullptr;         // (B, H, Tk, D)
+  T* v = nullptr;         // (B, H, Tk, D)
+  T* prefix_k = nullptr;  // as args.prefix_k (summed over the batch in the shared form)
+  T* prefix_v = nullptr;
+  T* bias = nullptr;      // as args.bias (summed over the batch when its batch extent is 1)
+};
+
+namespace attn_detail {
+
+// Queries per block: a (64 x Tk') slab of scores stays in L2 for Tk' up to a few thousand.
+inline constexpr index_t kQueryBlock = 64;
+
+template <class T>
+inline constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// s[0, n) += a[0, n)
+template <class T>
+void add_row(T* s, const T* a, index_t n) noexcept {
+  simd::apply(n, s, [](simd::batch<T> x, simd::batch<T> y) { return x + y; }, s, a);
+}
+
+// In place: s[0, n) <- softmax(s[0, n)); stats[0] = max, stats[1] = 1 / sum(exp(s - max)).
+// A row that is empty or all -inf becomes zeros, with stats {+inf, 0} (from which
+// probabilities_row recomputes zeros). stats == nullptr: not saved.
+template <class T>
+void softmax_row(T* s, index_t n, T* stats) noexcept {
+  using B = simd::batch<T>;
+  constexpr index_t L = simd::lanes<T>;
+  B vmax(kNegInf<T>);
+  for (index_t i = 0; i < n; i += L) vmax = xsimd::max(vmax, simd::load_n(s + i, std::min(L, n - i), kNegInf<T>));
+  const T m = n > 0 ? simd::hmax(vmax) : kNegInf<T>;
+  if (m == kNegInf<T>) {
+    std::fill_n(s, n, T(0));
+    if (stats) stats[0] = std::numeric_limits<T>::infinity(), stats[1] = T(0);
+    return;
+  }
+  const B vm(m);
+  B acc(T(0));
+  for (index_t i = 0; i < n; i += L) {
+    const index_t k = std::min(L, n - i);
+    const B e = xsimd::exp(simd::load_n(s + i, k, kNegInf<T>) - vm);  // padding adds e^-inf = 0
+    simd::store_n(s + i, e, k);
+    acc += e;
+  }
+  const T inv_sum = T(1) / xsimd::hadd(acc);
+  const B inv(inv_sum);
+  simd::apply(n, s, [inv](B e) { return e * inv; }, s);
+  if (stats) stats[0] = m, stats[1] = inv_sum;
+}
+
+// In place: s[0, n) <- exp(s[0, n) - stats[0]) * stats[1], what softmax_row produced.
+template <class T>
+void probabilities_row(T* s, index_t n, const T* stats) noexcept {
+  const simd::batch<T> vm(stats[0]), inv(stats[1]);
+  simd::apply(n, s, [vm, inv](simd::batch<T> x) { return xsimd::exp(x - vm) * inv; }, s);
+}
+
+// sum(a[0, n) * b[0, n))
+template <class T>
+T dot_row(const T* a, const T* b, index_t n) noexcept {
+  constexpr index_t L = simd::lanes<T>;
+  simd::batch<T> acc(T(0));
+  for (index_t i = 0; i < n; i += L) {
+    const index_t k = std::min(L, n - i);
+    acc = xsimd::fma(simd::load_n(a + i, k, T(0)), simd::load_n(b + i, k, T(0)), acc);
+  }
+  return xsimd::hadd(acc);
+}
+
+// Words [first, first + n) of the Philox stream `seed` (Generator(seed).word_at(first + j)):
+// Philox4x32-10 with one counter block per xsimd lane of 64-bit integers. Returns a pointer to
+// word `first` inside tmp. requires: tmp holds philox_capacity(n) words.
+inline constexpr index_t philox_capacity(index_t n) {
+  return n + 8 + 4 * static_cast<index_t>(xsimd::batch<std::uint64_t>::size);
+}
+inline const std::uint32_t* philox_words(std::uint64_t seed, std::uint64_t first, index_t n, std::uint32_t* tmp) {
+  using U = xsimd::batch<std::uint64_t>;
+  constexpr index_t L = static_cast<index_t>(U::size);
+  constexpr std::uint64_t lo32 = 0xFFFFFFFFu;
+  std::uint64_t key0[10], key1[10];  // the key schedule is the same in every lane
+  std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+  for (int r = 0; r < 10; ++r, k0 += 0x9E3779B9u, k1 += 0xBB67AE85u) key0[r] = k0, key1[r] = k1;
+  const U mask(lo32), m0(std::uint64_t{0xD2511F53u}), m1(std::uint64_t{0xCD9E8D57u});
+  alignas(64) std::uint64_t blocks[L], w0[L], w1[L], w2[L], w3[L];
+  const std::uint64_t b0 = first / 4, end = first + static_cast<std::uint64_t>(n);
+  for (std::uint64_t b = b0; b * 4 < end; b += L) {
+    for (index_t l = 0; l < L; ++l) blocks[l] = b + static_cast<std::uint64_t>(l);
+    const U blk = U::load_aligned(blocks);
+    U c0 = blk & mask, c1 = blk >> 32, c2(std::uint64_t{0}), c3(std::uint64_t{0});
+    for (int r = 0; r < 10; ++r) {  // the round of philox4x32() in core/rng.hpp
+      const U p0 = c0 * m0, p1 = c2 * m1;
+      c0 = (p1 >> 32) ^ c1 ^ U(key0[r]);
+      c1 = p1 & mask;
+      c2 = (p0 >> 32) ^ c3 ^ U(key1[r]);
+      c3 = p0 & mask;
+    }
+    c0.store_aligned(w0), c1.store_aligned(w1), c2.store_aligned(w2), c3.store_aligned(w3);
+    std::uint32_t* t = tmp + (b - b0) * 4;
+    for (index_t l = 0; l < L; ++l) {
+      t[4 * l] = static_cast<std::uint32_t>(w0[l]);
+      t[4 * l + 1] = static_cast<std::uint32_t>(w1[l]);
+      t[4 * l + 2] = static_cast<std::uint32_t>(w2[l]);
+      t[4 * l + 3] = static_cast<std::uint32_t>(w3[l]);
+    }
+  }
+  return tmp + first % 4;
+}
+
+// The dropout factors of row i: z[j] = kept ? 1 / (1 - p) : 0 for j in [0, n), applied as
+// s[j] *= z[j] by f(j, z) (f is called with the factor; the kept test is word >= threshold).
+template <class T>
+struct Dropout {
+  bool on = false, all = false;  // all: p == 1, everything dropped, nothing drawn
+  std::uint64_t threshold = 0;   // ceil(p * 2^32)
+  T scale = T(0);                // 1 / (1 - p)
+
+  explicit Dropout(T p) {
+    on = p > T(0);
+    all = p >= T(1);
+    if (on && !all) {
+      threshold = static_cast<std::uint64_t>(std::ceil(static_cast<long double>(p) * 4294967296.0L));
+      scale = T(1) / (T(1) - p);
+    }
+  }
+  // x[j] *= factor of element j, for the row whose first word is `first`.
+  void apply(std::uint64_t seed, std::uint64_t first, T* x, index_t n, std::uint32_t* tmp) const {
+    if (all) {
+      std::fill_n(x, n, T(0));
+      return;
+    }
+    const std::uint32_t* w = philox_words(seed, first, n, tmp);
+    const std::uint64_t thr = threshold;
+    const T sc = scale;
+    for (index_t j = 0; j < n; ++j) x[j] = w[j] >= thr ? x[j] * sc : T(0);
+  }
+};
+
+// The number of real keys query i sees.
+template <class T>
+index_t visible_keys(const AttentionArgs<T>& a, index_t i) {
+  if (!a.causal) return a.kv_len;
+  return std::clamp<index_t>(i + a.kv_len - a.q_len + 1, 0, a.kv_len);
+}
+
+// Pointers of one (b, h) pair.
+template <class T>
+struct Pair {
+  index_t b, h, bh;
+  const T *q, *k, *v, *pk, *pv, *mask, *bias;
+};
+
+template <class T>
+Pair<T> pair_of(const AttentionArgs<T>& a, index_t b, index_t h) {
+  const index_t bh = b * a.heads + h, P = a.prefix_len, D = a.head_dim;
+  const index_t pre = ((a.prefix_per_example ? b * a.heads : 0) + h) * P * D;
+  return {b,
+          h,
+          bh,
+          a.q + bh * a.q_len * D,
+          a.k + bh * a.kv_len * D,
+          a.v + bh * a.kv_len * D,
+          a.prefix_k ? a.prefix_k + pre : nullptr,
+          a.prefix_v ? a.prefix_v + pre : nullptr,
+          a.mask ? a.mask + b * a.mask_cols : nullptr,
+          a.bias ? a.bias + ((a.bias_per_example ? b * a.heads : 0) + h) * a.q_len * a.bias_cols : nullptr};
+}
+
+// Rows [i0, i0 + rows) of this pair's scaled scores q K'^T into S (ld Tk'), columns
+// [0, P + kv) where kv is the number of real keys the block's last query sees.
+template <class T>
+index_t block_scores(const AttentionArgs<T>& a, const Pair<T>& p, index_t i0, index_t rows, T* S) {
+  const index_t P = a.prefix_len, D = a.head_dim, W = a.keys();
+  const index_t kv = visible_keys(a, i0 + rows - 1);
+  const T* qb = p.q + i0 * D;
+  if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, a.scale, qb, D, p.pk, D, T(0), S, W);
+  if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, a.scale, qb, D, p.k, D, T(0), S + P, W);
+  return kv;
+}
+
+// Adds the bias and mask of query i to its score row s; returns the number of columns it sees.
+template <class T>
+index_t mask_row(const AttentionArgs<T>& a, const Pair<T>& p, index_t i, T* s) {
+  const index_t P = a.prefix_len, kvis = visible_keys(a, i), n = P + kvis;
+  if (p.bias) {
+    const T* br = p.bias + i * a.bias_cols;
+    if (a.bias_cols == a.keys()) add_row(s, br, n);
+    else add_row(s + P, br, kvis);
+  }
+  if (p.mask) {
+    if (a.mask_cols == a.keys()) add_row(s, p.mask, n);
+    else add_row(s + P, p.mask, kvis);
+  }
+  return n;
+}
+
+template <class T>
+std::uint64_t dropout_word(const AttentionArgs<T>& a, const Pair<T>& p, index_t i) {
+  return a.first_word + static_cast<std::uint64_t>((p.bh * a.q_len + i) * a.keys());
+}
+
+// Per-thread workspace (elements of T): the score slab, and for the backward pass the gradient
+// slab and one row of dropout factors; then the Philox words (4-byte, so they fit).
+template <class T>
+index_t slot_size(index_t W, bool backward) {
+  return (backward ? 2 * kQueryBlock * W + W : kQueryBlock * W) + philox_capacity(W);
+}
+
+template <class T>
+void forward_pair(const AttentionArgs<T>& a, const Pair<T>& p, T* out, T* stats, T* S) {
+  const index_t P = a.prefix_len, D = a.head_dim, W = a.keys();
+  const Dropout<T> drop(a.dropout);
+  auto* words = reinterpret_cast<std::uint32_t*>(S + kQueryBlock * W);
+  for (index_t i0 = 0; i0 < a.q_len; i0 += kQueryBlock) {
+    const index_t rows = std::min(kQueryBlock, a.q_len - i0);
+    const index_t kv = block_scores(a, p, i0, rows, S);
+    for (index_t r = 0; r < rows; ++r) {
+      T* s = S + r * W;
+      const index_t n = mask_row(a, p, i0 + r, s);
+      softmax_row(s, n, stats ? stats + 2 * (p.bh * a.q_len + i0 + r) : nullptr);
+      std::fill(s + n, s + P + kv, T(0));
+      if (drop.on) drop.apply(a.seed, dropout_word(a, p, i0 + r), s, n, words);
+    }
+    T* o = out + (p.bh * a.q_len + i0) * D;
+    gemm(Trans::No, Trans::No, rows, D, P, T(1), S, W, p.pv, D, T(0), o, D);  // P == 0: o = 0
+    if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, T(1), S + P, W, p.v, D, T(1), o, D);
+  }
+}
+
+// ws: slot_size<T>(Tk', true) elements.
+template <class T>
+void backward_pair(const AttentionArgs<T>& a, const Pair<T>& p, const T* dout, const T* stats,
+                   const AttentionGrads<T>& g, T* ws) {
+  const index_t P = a.prefix_len, D = a.head_dim, W = a.keys();
+  const Dropout<T> drop(a.dropout);
+  const bool drop_on = drop.on;
+  T* S = ws;                             // probabilities, then dropped probabilities
+  T* G = ws + kQueryBlock * W;           // dO V'^T, then dS
+  T* Z = ws + 2 * kQueryBlock * W;       // one row of dropout factors
+  auto* words = reinterpret_cast<std::uint32_t*>(Z + W);
+  const index_t pre = ((a.prefix_per_example ? p.b * a.heads : 0) + p.h) * P * D;
+  T* dpk = g.prefix_k ? g.prefix_k + pre : nullptr;
+  T* dpv = g.prefix_v ? g.prefix_v + pre : nullptr;
+  T* dk = g.k ? g.k + p.bh * a.kv_len * D : nullptr;
+  T* dv = g.v ? g.v + p.bh * a.kv_len * D : nullptr;
+  T* dbias = g.bias ? g.bias + ((a.bias_per_example ? p.b * a.heads : 0) + p.h) * a.q_len * a.bias_cols : nullptr;
+  const bool want_v = dv || dpv;
+  const bool want_s = g.q || dk || dpk || dbias;
+
+  for (index_t i0 = 0; i0 < a.q_len; i0 += kQueryBlock) {
+    const index_t rows = std::min(kQueryBlock, a.q_len - i0);
+    const T* dob = dout + (p.bh * a.q_len + i0) * D;
+    const T* qb = p.q + i0 * D;
+    const index_t kv = block_scores(a, p, i0, rows, S);
+    if (want_s) {
+      if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, T(1), dob, D, p.pv, D, T(0), G, W);
+      if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, T(1), dob, D, p.v, D, T(0), G + P, W);
+    }
+    for (index_t r = 0; r < rows; ++r) {
+      const index_t i = i0 + r;
+      T* s = S + r * W;
+      T* gr = G + r * W;
+      const index_t n = mask_row(a, p, i, s);
+      probabilities_row(s, n, stats + 2 * (p.bh * a.q_len + i));
+      std::fill(s + n, s + P + kv, T(0));
+      if (drop_on) {
+        std::fill_n(Z, n, T(1));
+        drop.apply(a.seed, dropout_word(a, p, i), Z, n, words);
+      }
+      if (want_s) {
+        // dP = dropout(dO V'^T); dS = P * (dP - sum(P * dP))
+        if (drop_on) simd::apply(n, gr, [](simd::batch<T> x, simd::batch<T> z) { return x * z; }, gr, Z);
+        const simd::batch<T> dsum(dot_row(s, gr, n));
+        simd::apply(n, gr, [dsum](simd::batch<T> pp, simd::batch<T> x) { return pp * (x - dsum); }, s, gr);
+        std::fill(gr + n, gr + P + kv, T(0));
+        if (dbias) {
+          T* dbr = dbias + i * a.bias_cols;
+          if (a.bias_cols == W) add_row(dbr, gr, n);
+          else add_row(dbr, gr + P, n - P);
+        }
+      }
+      if (want_v && drop_on) simd::apply(n, s, [](simd::batch<T> x, simd::batch<T> z) { return x * z; }, s, Z);
+    }
+    if (dpv && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, T(1), S, W, dob, D, T(1), dpv, D);
+    if (dv && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, T(1), S + P, W, dob, D, T(1), dv, D);
+    if (g.q) {
+      T* dqb = g.q + (p.bh * a.q_len + i0) * D;
+      if (P > 0) gemm(Trans::No, Trans::No, rows, D, P, a.scale, G, W, p.pk, D, T(1), dqb, D);
+      if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, a.scale, G + P, W, p.k, D, T(1), dqb, D);
+    }
+    if (dpk && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, a.scale, G, W, qb, D, T(1), dpk, D);
+    if (dk && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, a.scale, G + P, W, qb, D, T(1), dk, D);
+  }
+}
+
+inline int team_size(index_t items) {
+  return static_cast<int>(std::clamp<index_t>(items, 1, num_threads()));
+}
+
+}  // namespace attn_detail
+
+// Elements of the workspace attention_forward / attention_backward need.
+template <class T>
+index_t attention_workspace_size(const AttentionArgs<T>& a, bool backward) {
+  return attn_detail::slot_size<T>(a.keys(), backward) * num_threads();
+}
+
+// out: (B, H, Tq, D) is overwritten; stats: (B, H, Tq, 2) or nullptr (the backward pass needs it).
+// workspace: attention_workspace_size(a, false) elements.
+// requires: the shapes in `a` are consistent (the op checks them); dropout in [0, 1].
+template <class T>
+void attention_forward(const AttentionArgs<T>& a, T* out, T* stats, T* workspace) {
+  const index_t pairs = a.batch * a.heads;
+  if (pairs == 0 || a.q_len == 0 || a.head_dim == 0) return;
+  const index_t slot = attn_detail::slot_size<T>(a.keys(), false);
+#pragma omp parallel for schedule(static) num_threads(attn_detail::team_size(pairs))
+  for (index_t bh = 0; bh < pairs; ++bh)
+    attn_detail::forward_pair(a, attn_detail::pair_of(a, bh / a.heads, bh % a.heads), out, stats,
+                              workspace + omp_get_thread_num() * slot);
+}
+
+// dout: (B, H, Tq, D); stats: as saved by attention_forward. Accumulates into the non-null
+// outputs of g. workspace: attention_workspace_size(a, true) elements.
+template <class T>
+void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats, const AttentionGrads<T>& g,
+                        T* workspace) {
+  const index_t pairs = a.batch * a.heads;
+  if (pairs == 0 || a.q_len == 0 || a.head_dim == 0) return;
+  const index_t slot = attn_detail::slot_size<T>(a.keys(), true);
+  // Gradients summed over the batch: one thread per head, the batch in order inside.
+  const bool over_batch = a.batch > 1 && (((g.prefix_k || g.prefix_v) && !a.prefix_per_example) ||
+                                          (g.bias && !a.bias_per_example));
+  if (over_batch) {
+#pragma omp parallel for schedule(static) num_threads(attn_detail::team_size(a.heads))
+    for (index_t h = 0; h < a.heads; ++h)
+      for (index_t b = 0; b < a.batch; ++b)
+        attn_detail::backward_pair(a, attn_detail::pair_of(a, b, h), dout, stats, g,
+                                   workspace + omp_get_thread_num() * slot);
+  } else {
+#pragma omp parallel for schedule(static) num_threads(attn_detail::team_size(pairs))
+    for (index_t bh = 0; bh < pairs; ++bh)
+      attn_detail::backward_pair(a, attn_detail::pair_of(a, bh / a.heads, bh % a.heads), dout, stats, g,
+                                 workspace + omp_get_thread_num() * slot);
+  }
+}
+
+}  // namespace deepprompt::cpu

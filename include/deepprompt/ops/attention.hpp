@@ -1,0 +1,199 @@
+#pragma once
+// Attention: the additive padding mask and fused scaled-dot-product attention with a key/value
+// prefix (P-Tuning v2), an additive bias (T5), causal masking and attention dropout.
+//
+//   auto m = dp::attention_mask<float>(batch.attention_mask);          // (B, T): 0 or lowest
+//   auto y = dp::scaled_dot_product_attention(q, k, v, {.mask = m,      // q: (B, H, Tq, D)
+//                                                       .prefix_k = pk, // (H, P, D), trainable
+//                                                       .prefix_v = pv});
+//
+// The kernels are in backend/cpu/attention_kernels.hpp (semantics of causal, masks, dropout
+// and memory are documented there).
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <type_traits>
+
+#include "../autodiff/var.hpp"
+#include "../backend/cpu/attention_kernels.hpp"
+#include "../core/rng.hpp"
+
+namespace deepprompt {
+
+/// The additive attention mask of a 0/1 padding mask (1 = keep), as Hugging Face builds it:
+/// (1 - mask) * lowest finite T, i.e. 0 for kept positions and std::numeric_limits<T>::lowest()
+/// for padded ones. `prefix` kept positions are put in front: the result is (B, prefix + T)
+/// (the mask of keys extended by a P-token prefix). Not differentiable (a plain tensor).
+/// requires: every mask value in [0, 1]; prefix >= 0.
+template <class T = float, class M>
+Tensor<T, 2> attention_mask(const Tensor<M, 2>& mask, index_t prefix = 0) {  // mask: (B, T)
+  static_assert(std::is_floating_point_v<T>, "attention_mask: the result type must be float or double");
+  static_assert(std::is_arithmetic_v<M>, "attention_mask: the 0/1 mask must hold integers or floating-point values");
+  if (prefix < 0) throw ShapeError(detail::cat("attention_mask: negative prefix length ", prefix));
+  const index_t B = mask.extent(0), L = mask.extent(1);
+  Tensor<T, 2> out({B, prefix + L});
+  constexpr T lowest = std::numeric_limits<T>::lowest();
+  for (index_t b = 0; b < B; ++b) {
+    T* o = out.data() + b * (prefix + L);
+    std::fill_n(o, prefix, T(0));
+    for (index_t t = 0; t < L; ++t) {
+      const M m = mask.data()[b * L + t];
+      if (!(m >= M(0) && m <= M(1)))
+        throw Error(detail::cat("attention_mask: mask values must lie in [0, 1] (1 = keep), got ", +m,
+                                " at (", b, ", ", t, ") of a mask of shape ", shape_str(mask.shape())));
+      o[prefix + t] = (T(1) - static_cast<T>(m)) * lowest;
+    }
+  }
+  return out;
+}
+
+template <class T>
+struct AttentionOptions {
+  /// Additive mask over the keys, (B, Tk) (the prefix is kept: it gets zeros in front) or
+  /// (B, P + Tk) (covers the prefix too); broadcast over heads and queries. Empty: none.
+  Tensor<T, 2> mask{};
+  /// Additive bias, (1 or B, H, Tq, P + Tk) or (1 or B, H, Tq, Tk) (real keys only): T5's
+  /// relative position bias. May need a gradient. Empty: none.
+  Var<T, 4> bias{};
+  /// Query i sees the real keys j <= i + (Tk - Tq) (bottom-right aligned) and the whole prefix.
+  bool causal = false;
+  /// Multiplies q k^T; default 1 / sqrt(D) (T5 uses 1).
+  std::optional<T> scale{};
+  /// Attention dropout probability in [0, 1] (inverted dropout on the probabilities); > 0
+  /// requires a generator. With 0 < p < 1 it advances by B * H * Tq * (P + Tk) words, and
+  /// element e of the (B, H, Tq, P + Tk) probability tensor is kept iff its word is
+  /// >= ceil(p * 2^32), the rule of dp::dropout; p == 1 drops everything and draws nothing.
+  T dropout = T(0);
+  Generator* generator = nullptr;
+  /// The key/value prefix put in front of the keys and values: either shared by the batch
+  /// (H, P, D) (P-Tuning v2: the same trainable prefix for every example) ...
+  Var<T, 3> prefix_k{}, prefix_v{};
+  /// ... or one per example (B, H, P, D). At most one of the two forms.
+  Var<T, 4> prefix_k_batch{}, prefix_v_batch{};
+};
+
+/// softmax(scale * q [pk; k]^T + mask + bias, causal) with dropout, times [pv; v].
+/// q: (B, H, Tq, D); k, v: (B, H, Tk, D); returns (B, H, Tq, D). Gradients reach q, k, v, the
+/// prefix (summed over the batch in the shared form) and the bias, each only if it needs one.
+template <class T>
+Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, const Var<T, 4>& v,
+                                       const AttentionOptions<T>& opt = {}) {
+  static_assert(std::is_floating_point_v<T>, "scaled_dot_product_attention: T must be float or double");
+  constexpr std::string_view op = "scaled_dot_product_attention";
+  const auto& qs = q.shape();
+  const auto& ks = k.shape();
+  check_shapes(ks == v.shape(), op, "keys and values differ in shape", ks, v.shape());
+  check_shapes(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op,
+               "queries (B, H, Tq, D) and keys (B, H, Tk, D) differ in B, H or D", qs, ks);
+  const index_t B = qs[0], H = qs[1], Tq = qs[2], D = qs[3], Tk = ks[2];
+
+  const bool shared = !opt.prefix_k.value().empty() || !opt.prefix_v.value().empty();
+  const bool batched = !opt.prefix_k_batch.value().empty() || !opt.prefix_v_batch.value().empty();
+  if (shared && batched)
+    throw ShapeError(detail::cat(op, ": give the prefix either shared (H, P, D) or per example (B, H, P, D), not both; got ",
+                                 shape_str(opt.prefix_k.shape()), " and ", shape_str(opt.prefix_k_batch.shape())));
+  index_t P = 0;
+  if (shared) {
+    const auto& pk = opt.prefix_k.shape();
+    check_shapes(pk == opt.prefix_v.shape(), op, "prefix keys and prefix values differ in shape", pk, opt.prefix_v.shape());
+    check_shapes(pk[0] == H && pk[2] == D, op, "the shared prefix (H, P, D) does not fit the queries (B, H, Tq, D)", pk, qs);
+    P = pk[1];
+  } else if (batched) {
+    const auto& pk = opt.prefix_k_batch.shape();
+    check_shapes(pk == opt.prefix_v_batch.shape(), op, "prefix keys and prefix values differ in shape", pk,
+                 opt.prefix_v_batch.shape());
+    check_shapes(pk[0] == B && pk[1] == H && pk[3] == D, op,
+                 "the per-example prefix (B, H, P, D) does not fit the queries (B, H, Tq, D)", pk, qs);
+    P = pk[2];
+  }
+  const index_t W = P + Tk;
+  const bool has_mask = !opt.mask.empty();
+  if (has_mask) {
+    const auto& ms = opt.mask.shape();
+    check_shapes(ms[0] == B && (ms[1] == Tk || ms[1] == W), op,
+                 "the mask must be (B, Tk) or (B, P + Tk) for keys (B, H, Tk, D) and P prefix tokens", ms,
+                 Shape<3>{B, Tk, P});
+  }
+  const bool has_bias = !opt.bias.value().empty();
+  if (has_bias) {
+    const auto& bs = opt.bias.shape();
+    check_shapes((bs[0] == 1 || bs[0] == B) && bs[1] == H && bs[2] == Tq && (bs[3] == Tk || bs[3] == W), op,
+                 "the bias must be (1 or B, H, Tq, Tk or P + Tk) for queries (B, H, Tq, D), keys (B, H, Tk, D) "
+                 "and P prefix tokens; got bias and (B, H, Tq, Tk, P)",
+                 bs, Shape<5>{B, H, Tq, Tk, P});
+  }
+  if (!(opt.dropout >= T(0) && opt.dropout <= T(1)))
+    throw Error(detail::cat(op, ": dropout probability ", opt.dropout, " is not in [0, 1]"));
+  if (opt.dropout > T(0) && opt.generator == nullptr)
+    throw Error(detail::cat(op, ": dropout ", opt.dropout, " needs a Generator (options.generator)"));
+
+  const Tensor<T, 4>* pk4 = shared ? nullptr : &opt.prefix_k_batch.value();
+  const Tensor<T, 4>* pv4 = shared ? nullptr : &opt.prefix_v_batch.value();
+  cpu::AttentionArgs<T> a;
+  a.batch = B, a.heads = H, a.q_len = Tq, a.kv_len = Tk, a.prefix_len = P, a.head_dim = D;
+  a.q = q.value().data(), a.k = k.value().data(), a.v = v.value().data();
+  if (P > 0) {
+    a.prefix_k = shared ? opt.prefix_k.value().data() : pk4->data();
+    a.prefix_v = shared ? opt.prefix_v.value().data() : pv4->data();
+    a.prefix_per_example = !shared;
+  }
+  if (has_mask) a.mask = opt.mask.data(), a.mask_cols = opt.mask.extent(1);
+  if (has_bias) {
+    a.bias = opt.bias.value().data();
+    a.bias_per_example = opt.bias.extent(0) == B && B != 1;
+    a.bias_cols = opt.bias.extent(3);
+  }
+  a.causal = opt.causal;
+  a.scale = opt.scale ? *opt.scale : (D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1));
+  a.dropout = opt.dropout;
+  if (opt.dropout > T(0) && opt.dropout < T(1)) {
+    a.seed = opt.generator->seed();
+    a.first_word = opt.generator->advance(static_cast<std::uint64_t>(B * H * Tq * W));
+  }
+
+  // nodes of the inputs that need a gradient (nullptr: none)
+  auto* qn = q.node();
+  auto* kn = k.node();
+  auto* vn = v.node();
+  auto* bn = has_bias ? opt.bias.node() : nullptr;
+  auto* pk3n = shared ? opt.prefix_k.node() : nullptr;
+  auto* pv3n = shared ? opt.prefix_v.node() : nullptr;
+  auto* pk4n = batched ? opt.prefix_k_batch.node() : nullptr;
+  auto* pv4n = batched ? opt.prefix_v_batch.node() : nullptr;
+  const bool needs = qn || kn || vn || bn || pk3n || pv3n || pk4n || pv4n;
+  const bool recording = needs && tape().grad_enabled();
+
+  Tensor<T, 4> y({B, H, Tq, D});                       // y: (B, H, Tq, D)
+  // per query row: the max of its scores and 1 / sum(exp(s - max)), for the backward pass
+  Tensor<T, 4> stats = recording ? Tensor<T, 4>({B, H, Tq, 2}) : Tensor<T, 4>();  // (B, H, Tq, 2)
+  {
+    Tensor<T, 1> ws({cpu::attention_workspace_size(a, false)});
+    cpu::attention_forward(a, y.data(), recording ? stats.data() : nullptr, ws.data());
+  }
+  auto out = Var<T, 4>::result(y, needs);
+  if (out.requires_grad()) {
+    // Everything the recomputation reads stays alive with the step; `a` points into it.
+    Tensor<T, 3> pk3 = shared ? opt.prefix_k.value() : Tensor<T, 3>(), pv3 = shared ? opt.prefix_v.value() : Tensor<T, 3>();
+    Tensor<T, 4> pkb = pk4 ? *pk4 : Tensor<T, 4>(), pvb = pv4 ? *pv4 : Tensor<T, 4>();
+    tape().record(out.node(), [a, stats, qv = q.value(), kv = k.value(), vv = v.value(), pk3, pv3, pkb, pvb,
+                               mask = opt.mask, bias = opt.bias.value(), qn, kn, vn, bn, pk3n, pv3n, pk4n,
+                               pv4n](const Tensor<T, 4>& dy) {
+      cpu::AttentionGrads<T> g;
+      if (qn) g.q = qn->accumulator().data();
+      if (kn) g.k = kn->accumulator().data();
+      if (vn) g.v = vn->accumulator().data();
+      if (bn) g.bias = bn->accumulator().data();
+      if (pk3n) g.prefix_k = pk3n->accumulator().data();
+      if (pv3n) g.prefix_v = pv3n->accumulator().data();
+      if (pk4n) g.prefix_k = pk4n->accumulator().data();
+      if (pv4n) g.prefix_v = pv4n->accumulator().data();
+      if (a.prefix_len == 0) g.prefix_k = g.prefix_v = nullptr;
+      Tensor<T, 1> ws({cpu::attention_workspace_size(a, true)});
+      cpu::attention_backward(a, dy.data(), stats.data(), g, ws.data());
+    });
+  }
+  return out;
+}
+
+}  // namespace deepprompt
