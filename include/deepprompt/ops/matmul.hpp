@@ -13,7 +13,6 @@
 
 namespace deepprompt {
 
-using cpu::Trans;
 
 namespace detail {
 
