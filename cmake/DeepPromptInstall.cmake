@@ -18,6 +18,7 @@ configure_package_config_file(
 write_basic_package_version_file(
   ${CMAKE_CURRENT_BINARY_DIR}/deepprompt-config-version.cmake
   COMPATIBILITY SameMajorVersion ARCH_INDEPENDENT)
-install(FILES ${CMAKE_CURRENT_BINARY_DIR}/deepprompt-config.cmake
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/cmake/DeepPromptXsimd.cmake
+              ${CMAKE_CURRENT_BINARY_DIR}/deepprompt-config.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/deepprompt-config-version.cmake
         DESTINATION ${CMAKE_INSTALL_DATADIR}/deepprompt/cmake)
