@@ -1,0 +1,661 @@
+#pragma once
+// BERT (Devlin et al.) as Hugging Face's BertModel, with its optional masked-LM head, loading
+// and saving Hugging Face checkpoints (config.json + model.safetensors).
+//
+//   auto bert = dp::Bert<dp::BertBase>::from_pretrained("bert-base-uncased/");   // sizes checked
+//   auto any  = dp::Bert<dp::BertDynamicConfig>::from_pretrained(dir);           // sizes from config.json
+//   auto out  = bert.forward(ids, mask, type_ids);        // (B, T) int64 each; type_ids may be {}
+//   out.last_hidden_state;                                // (B, T, C)
+//   out.pooler_output;                                    // (B, C): tanh(dense(h[:, 0]))
+//
+// Structure and parameter names (those of the HF state dict; `bert.` is added in front of the
+// backbone's names when the masked-LM head is saved with it, as BertForMaskedLM does):
+//   embeddings.{word_embeddings, position_embeddings, token_type_embeddings}.weight,
+//   embeddings.LayerNorm.{weight, bias}
+//   encoder.layer.N.attention.self.{query, key, value}.{weight, bias}
+//   encoder.layer.N.attention.output.{dense, LayerNorm}.{weight, bias}
+//   encoder.layer.N.intermediate.dense.{weight, bias}
+//   encoder.layer.N.output.{dense, LayerNorm}.{weight, bias}
+//   pooler.dense.{weight, bias}                                  (optional)
+//   cls.predictions.transform.{dense, LayerNorm}.{weight, bias},
+//   cls.predictions.bias                                         (optional masked-LM head; its
+//                                          decoder is tied to embeddings.word_embeddings.weight)
+// Post-LN layers: h = LN(x + dropout(attention(x))), y = LN(h + dropout(W2 act(W1 h))).
+// Attention: the additive mask (1 - mask) * lowest, softmax over the keys, as HF does.
+//
+// Key/value prefix (P-Tuning v2): forward takes, per layer, a KVPrefix (shared (H, P, D) or per
+// example (B, H, P, D)) from a callable `prefix(layer) -> KVPrefix<T>` or a range of L
+// KVPrefix. As HF with past_key_values, the prefix keys are always attended (the (B, T) mask is
+// extended with P ones), and the real tokens' position ids start at P, the prefix length of
+// layer 0 (HF's past_key_values_length); BertRun::shift_positions = false starts them at 0.
+// A mask of shape (B, P + T) that covers the prefix is accepted too.
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <iterator>
+#include <span>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../io/config.hpp"
+#include "../io/file.hpp"
+#include "../io/safetensors.hpp"
+#include "../nn/activation.hpp"
+#include "../nn/attention.hpp"
+#include "../nn/dropout.hpp"
+#include "../nn/embedding.hpp"
+#include "../nn/linear.hpp"
+#include "../nn/module.hpp"
+#include "../nn/norm.hpp"
+#include "../ops/concat.hpp"
+#include "../ops/shape.hpp"
+#include "bert_config.hpp"
+
+namespace deepprompt {
+
+// --- the parts -------------------------------------------------------------------------------
+
+template <class T>
+struct BertEmbeddings {
+  Embedding<T> word_embeddings;        // (V, C), padding_idx = pad_token_id
+  Embedding<T> position_embeddings;    // (MaxPositions, C)
+  Embedding<T> token_type_embeddings;  // (TypeVocab, C)
+  LayerNorm<T> norm;                   // "LayerNorm"
+  Dropout dropout;
+
+  BertEmbeddings() = default;
+  template <BertConfigLike Cfg>
+  BertEmbeddings(const Cfg& c, Generator& gen)
+      : word_embeddings(c.vocab, c.hidden, gen, c.pad_token_id, c.initializer_range),
+        position_embeddings(c.max_positions, c.hidden, gen, std::nullopt, c.initializer_range),
+        token_type_embeddings(c.type_vocab, c.hidden, gen, std::nullopt, c.initializer_range),
+        norm(c.hidden, c.layer_norm_eps),
+        dropout(c.hidden_dropout_prob) {}
+
+  /// ids, types: (B, T) -> (B, T, C); the positions are past, ..., past + T - 1.
+  Var<T, 3> forward(const Tensor<std::int64_t, 2>& ids, const Tensor<std::int64_t, 2>& types, index_t past,
+                    Generator* gen, bool training) const {
+    const index_t L = ids.extent(1);
+    Tensor<std::int64_t, 1> positions({L});  // (T)
+    for (index_t t = 0; t < L; ++t) positions.data()[t] = past + t;
+    Var<T, 3> x = add(word_embeddings(ids), token_type_embeddings(types));  // as HF: (word + type) + position
+    x = add(x, position_embeddings(positions));                             // (B, T, C) + (T, C)
+    return dropout.forward(norm(x), gen, training);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("word_embeddings", word_embeddings);
+    v("position_embeddings", position_embeddings);
+    v("token_type_embeddings", token_type_embeddings);
+    v("LayerNorm", norm);
+  }
+};
+
+template <class T>
+struct BertSelfAttention {
+  Linear<T> query, key, value;  // (C, C) each
+  index_t heads = 0;
+  Dropout dropout;  // on the attention probabilities
+
+  BertSelfAttention() = default;
+  template <BertConfigLike Cfg>
+  BertSelfAttention(const Cfg& c, Generator& gen)
+      : query(c.hidden, c.hidden, true, gen, c.initializer_range),
+        key(c.hidden, c.hidden, true, gen, c.initializer_range),
+        value(c.hidden, c.hidden, true, gen, c.initializer_range),
+        heads(c.heads),
+        dropout(c.attention_probs_dropout_prob) {}
+
+  /// x: (B, T, C) -> the attention context (B, T, C), before the output projection.
+  /// mask: additive (B, T) or (B, P + T), or empty.
+  Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
+                    bool training) const {
+    AttentionCall<T> call;
+    call.mask = mask;
+    call.prefix = prefix;
+    call.dropout = dropout.p;
+    call.generator = gen;
+    call.training = training;
+    return multi_head_attention(query(x), key(x), value(x), heads, call);
+  }
+
+  /// The keys and values that P hidden vectors h (P, C) would contribute if they were tokens
+  /// in front of this layer's input: K = h Wk^T + bk, V = h Wv^T + bv, each as (H, P, D). The
+  /// "prepend hidden vectors" form of deep prompts is this prefix (their own outputs are dropped).
+  KVPrefix<T> prefix_from_hidden(const Var<T, 2>& h) const {  // h: (P, C)
+    const index_t P = h.extent(0), C = h.extent(1), D = C / heads;
+    auto heads_first = [&](const Var<T, 2>& y) {  // (P, C) -> (H, P, D)
+      return permute(reshape<3>(y, Shape<3>{P, heads, D}), {1, 0, 2});
+    };
+    return KVPrefix<T>::shared(heads_first(key(h)), heads_first(value(h)));
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("query", query);
+    v("key", key);
+    v("value", value);
+  }
+};
+
+/// dense, dropout, then LayerNorm of the sum with the residual (BertSelfOutput and BertOutput).
+template <class T>
+struct BertResidualOutput {
+  Linear<T> dense;
+  LayerNorm<T> norm;  // "LayerNorm"
+  Dropout dropout;
+
+  BertResidualOutput() = default;
+  template <BertConfigLike Cfg>
+  BertResidualOutput(const Cfg& c, index_t in, Generator& gen)
+      : dense(c.hidden, in, true, gen, c.initializer_range),
+        norm(c.hidden, c.layer_norm_eps),
+        dropout(c.hidden_dropout_prob) {}
+
+  /// h: (B, T, In), residual: (B, T, C) -> (B, T, C).
+  Var<T, 3> forward(const Var<T, 3>& h, const Var<T, 3>& residual, Generator* gen, bool training) const {
+    return norm(add(dropout.forward(dense(h), gen, training), residual));
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("dense", dense);
+    v("LayerNorm", norm);
+  }
+};
+
+template <class T>
+struct BertAttention {
+  BertSelfAttention<T> self_attention;  // "self"
+  BertResidualOutput<T> output;
+
+  BertAttention() = default;
+  template <BertConfigLike Cfg>
+  BertAttention(const Cfg& c, Generator& gen) : self_attention(c, gen), output(c, c.hidden, gen) {}
+
+  template <class V>
+  void visit(V&& v) {
+    v("self", self_attention);
+    v("output", output);
+  }
+};
+
+template <class T>
+struct BertIntermediate {
+  Linear<T> dense;  // (I, C)
+  Activation act = Activation::gelu;
+
+  BertIntermediate() = default;
+  template <BertConfigLike Cfg>
+  BertIntermediate(const Cfg& c, Generator& gen)
+      : dense(c.intermediate, c.hidden, true, gen, c.initializer_range), act(c.hidden_act) {}
+
+  Var<T, 3> forward(const Var<T, 3>& x) const { return activate(dense(x), act); }  // (B, T, C) -> (B, T, I)
+
+  template <class V>
+  void visit(V&& v) {
+    v("dense", dense);
+  }
+};
+
+template <class T>
+struct BertLayer {
+  BertAttention<T> attention;
+  BertIntermediate<T> intermediate;
+  BertResidualOutput<T> output;
+
+  BertLayer() = default;
+  template <BertConfigLike Cfg>
+  BertLayer(const Cfg& c, Generator& gen) : attention(c, gen), intermediate(c, gen), output(c, c.intermediate, gen) {}
+
+  /// x, y: (B, T, C).
+  Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
+                    bool training) const {
+    Var<T, 3> h =
+        attention.output.forward(attention.self_attention.forward(x, mask, prefix, gen, training), x, gen, training);
+    return output.forward(intermediate.forward(h), h, gen, training);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("attention", attention);
+    v("intermediate", intermediate);
+    v("output", output);
+  }
+};
+
+template <class T>
+struct BertEncoder {
+  std::vector<BertLayer<T>> layer;
+
+  template <class V>
+  void visit(V&& v) {
+    v("layer", layer);
+  }
+};
+
+template <class T>
+struct BertPooler {
+  Linear<T> dense;  // (C, C)
+
+  BertPooler() = default;
+  template <BertConfigLike Cfg>
+  BertPooler(const Cfg& c, Generator& gen) : dense(c.hidden, c.hidden, true, gen, c.initializer_range) {}
+
+  /// tanh(dense(x[:, 0])).  x: (B, T, C) -> (B, C).
+  Var<T, 2> forward(const Var<T, 3>& x) const {
+    const index_t B = x.extent(0), C = x.extent(2);
+    return deepprompt::tanh(dense(reshape<2>(slice(x, 1, 0, 1), Shape<2>{B, C})));
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("dense", dense);
+  }
+};
+
+/// cls.predictions: transform (dense, act, LayerNorm), then the decoder tied to the word
+/// embeddings, plus a bias (V).
+template <class T>
+struct BertMlmHead {
+  struct Transform {
+    Linear<T> dense;  // (C, C)
+    Activation act = Activation::gelu;
+    LayerNorm<T> norm;  // "LayerNorm"
+    template <class V>
+    void visit(V&& v) {
+      v("dense", dense);
+      v("LayerNorm", norm);
+    }
+  };
+  struct Predictions {
+    Transform transform;
+    Parameter<T, 1> bias;  // (V)
+    template <class V>
+    void visit(V&& v) {
+      v("transform", transform);
+      v("bias", bias);
+    }
+  };
+  Predictions predictions;
+
+  BertMlmHead() = default;
+  template <BertConfigLike Cfg>
+  BertMlmHead(const Cfg& c, Generator& gen) {
+    predictions.transform.dense = Linear<T>(c.hidden, c.hidden, true, gen, c.initializer_range);
+    predictions.transform.act = c.hidden_act;
+    predictions.transform.norm = LayerNorm<T>(c.hidden, c.layer_norm_eps);
+    predictions.bias = Parameter<T, 1>("bias", Tensor<T, 1>::zeros({c.vocab}));
+  }
+
+  /// x: (B, T, C), word_embeddings: (V, C) -> logits (B, T, V).
+  Var<T, 3> forward(const Var<T, 3>& x, const Var<T, 2>& word_embeddings) const {
+    const auto& t = predictions.transform;
+    return linear(t.norm(activate(t.dense(x), t.act)), word_embeddings, predictions.bias.var());
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("predictions", predictions);
+  }
+};
+
+// --- options and outputs ---------------------------------------------------------------------
+
+template <class T>
+struct BertOutput {
+  Var<T, 3> last_hidden_state;  // (B, T, C)
+  Var<T, 2> pooler_output;      // (B, C); empty when the model has no pooler
+};
+
+/// Per-call settings of Bert::forward.
+struct BertRun {
+  bool training = false;           // dropout on (with the model's probabilities)
+  bool shift_positions = true;     // with a prefix, positions start at P (as HF); false: at 0
+  Generator* generator = nullptr;  // dropout's random stream; nullptr: the model's own
+};
+
+/// No key/value prefix (the default of Bert::forward).
+struct NoPrefix {};
+
+/// Which optional parts a model has. automatic (loading only): the part exists iff the checkpoint
+/// holds it.
+enum class BertPart { automatic, yes, no };
+
+struct BertInit {
+  std::uint64_t seed = 0;      // of the initial weights (and of the dropout generator)
+  bool random_weights = true;  // false: Linear and Embedding weights start at 0 (about to be loaded)
+  bool pooler = true;
+  bool mlm_head = false;
+};
+
+struct BertLoadOptions {
+  BertPart pooler = BertPart::automatic;  // pooler.dense.*
+  BertPart mlm_head = BertPart::no;       // cls.predictions.*; automatic: iff in the checkpoint
+  /// Strict: every parameter must be in the file with its shape, and every tensor of the file
+  /// must be a parameter or one that Hugging Face ignores too (see load_weights). Not strict:
+  /// what fits is loaded, the rest keeps its random initialisation (as Hugging Face does).
+  bool strict = true;
+  /// When set, receives the names of the file's tensors that were ignored.
+  std::vector<std::string>* ignored = nullptr;
+};
+
+// --- the model -------------------------------------------------------------------------------
+
+template <BertConfigLike Cfg, class T = float>
+class Bert {
+ public:
+  using config_type = Cfg;
+  using value_type = T;
+
+  Cfg cfg;
+  BertEmbeddings<T> embeddings;
+  BertEncoder<T> encoder;
+  std::optional<BertPooler<T>> pooler;
+  std::optional<BertMlmHead<T>> cls;
+  Generator generator;  // the default stream of dropout
+
+  /// A randomly initialised model, as Hugging Face's _init_weights: Linear and Embedding weights
+  /// ~ Normal(0, initializer_range), biases 0, LayerNorm 1 and 0, the padding row 0.
+  explicit Bert(Cfg c = {}, const BertInit& init = {}) : cfg(std::move(c)), generator(init.seed + 1) {
+    if constexpr (!Cfg::is_static) cfg.validate();
+    if (cfg.pad_token_id < 0 || cfg.pad_token_id >= cfg.vocab)
+      throw Error(detail::cat("Bert: pad_token_id ", cfg.pad_token_id, " is not below vocab ", cfg.vocab));
+    Generator gen(init.seed);
+    Cfg c0 = cfg;  // the parts read their sizes and settings from it
+    if (!init.random_weights) c0.initializer_range = 0;
+    embeddings = BertEmbeddings<T>(c0, gen);
+    encoder.layer.reserve(static_cast<std::size_t>(cfg.layers));
+    for (index_t l = 0; l < cfg.layers; ++l) encoder.layer.emplace_back(c0, gen);
+    if (init.pooler) pooler.emplace(c0, gen);
+    if (init.mlm_head) cls.emplace(c0, gen);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("embeddings", embeddings);
+    v("encoder", encoder);
+    v("pooler", pooler);
+    v("cls", cls);
+  }
+
+  /// input_ids: (B, T); attention_mask: (B, T) of 0/1 (1 = attend), (B, P + T) covering the
+  /// prefix, or empty (attend to all); token_type_ids: (B, T) or empty (all 0).
+  /// prefix: NoPrefix, a callable `(index_t layer) -> KVPrefix<T>` (an empty KVPrefix: none for
+  /// that layer), or a range of `layers` KVPrefix<T> (std::vector, std::span...).
+  /// Returns last_hidden_state (B, T, C) and pooler_output (B, C) (empty without a pooler).
+  template <class Prefix = NoPrefix>
+  BertOutput<T> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
+                        const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
+                        Prefix&& prefix = Prefix{}) {
+    const index_t B = input_ids.extent(0), L = input_ids.extent(1);
+    if (input_ids.empty() || B < 1 || L < 1)
+      throw ShapeError(
+          detail::cat("Bert::forward: input_ids must be (B, T) with B, T >= 1; got ", shape_str(input_ids.shape())));
+    if constexpr (requires { std::size(prefix); }) {
+      if (static_cast<index_t>(std::size(prefix)) != cfg.layers)
+        throw ShapeError(detail::cat("Bert::forward: ", std::size(prefix), " key/value prefixes given for a model of ",
+                                     cfg.layers, " layers"));
+    }
+    KVPrefix<T> first = prefix_at(prefix, 0);
+    const index_t P = first.length();
+    if (!attention_mask.empty())
+      check_shapes(
+          attention_mask.extent(0) == B && (attention_mask.extent(1) == L || attention_mask.extent(1) == P + L),
+          "Bert::forward", "attention_mask must be (B, T), or (B, P + T) with the prefix, for input_ids (B, T)",
+          attention_mask.shape(), input_ids.shape());
+    Tensor<std::int64_t, 2> types = token_type_ids;
+    if (types.empty())
+      types = Tensor<std::int64_t, 2>::zeros({B, L});
+    else
+      check_shapes(types.shape() == input_ids.shape(), "Bert::forward",
+                   "token_type_ids must have input_ids' shape (B, T)", types.shape(), input_ids.shape());
+    const index_t past = run.shift_positions ? P : 0;
+    if (past + L > cfg.max_positions)
+      throw ShapeError(detail::cat("Bert::forward: ", L, " tokens",
+                                   past ? detail::cat(" after a prefix of ", past) : "", " need ", past + L,
+                                   " positions but the model has max_position_embeddings = ", cfg.max_positions));
+    Generator* gen = run.generator ? run.generator : &generator;
+
+    // additive mask, (B, T) or (B, P + T); the attention op puts zeros in front for the prefix
+    const Tensor<T, 2> mask = attention_mask.empty() ? Tensor<T, 2>() : deepprompt::attention_mask<T>(attention_mask);
+    Var<T, 3> x = embeddings.forward(input_ids, types, past, gen, run.training);  // (B, T, C)
+    for (index_t l = 0; l < cfg.layers; ++l) {
+      const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
+      x = layer.forward(x, mask, l == 0 ? first : prefix_at(prefix, l), gen, run.training);
+    }
+    BertOutput<T> out;
+    out.last_hidden_state = x;
+    if (pooler) out.pooler_output = pooler->forward(x);
+    return out;
+  }
+
+  /// The masked-LM logits of hidden states (B, T, C) -> (B, T, V). requires: the model has the head.
+  Var<T, 3> mlm_logits(const Var<T, 3>& hidden) const {
+    if (!cls)
+      throw Error(
+          "Bert::mlm_logits: this model has no masked-LM head (BertInit::mlm_head / BertLoadOptions::mlm_head)");
+    return cls->forward(hidden, embeddings.word_embeddings.weight.var());
+  }
+
+  // --- checkpoints ---------------------------------------------------------------------------
+
+  /// Loads a Hugging Face checkpoint directory: config.json (model_type "bert") and
+  /// model.safetensors. With a static configuration, config.json's sizes must equal the
+  /// template's (FormatError naming each differing size otherwise); the other settings
+  /// (hidden_act, layer_norm_eps, dropout, pad_token_id) are taken from the file.
+  static Bert from_pretrained(const std::filesystem::path& dir, const BertLoadOptions& opt = {}) {
+    namespace fs = std::filesystem;
+    const fs::path config_file = dir / "config.json", weights = dir / "model.safetensors";
+    if (!fs::is_directory(dir))
+      throw IoError(detail::cat("Bert::from_pretrained: '", dir.string(), "' is not a directory"));
+    if (!fs::exists(config_file))
+      throw IoError(detail::cat("Bert::from_pretrained: '", dir.string(), "' has no config.json"));
+    if (!fs::exists(weights)) {
+      std::string hint;
+      if (fs::exists(dir / "model.safetensors.index.json"))
+        hint = " (sharded checkpoints are not supported)";
+      else if (fs::exists(dir / "pytorch_model.bin"))
+        hint = " (only safetensors is read: convert pytorch_model.bin first)";
+      throw IoError(detail::cat("Bert::from_pretrained: '", dir.string(), "' has no model.safetensors", hint));
+    }
+    const BertConfig hf = read_bert_config(config_file);
+    Cfg c = config_from(hf, config_file.string());
+
+    // Which optional parts: decided from the file's names when automatic.
+    const SafeTensorsFile file = SafeTensorsFile::open(weights);
+    const std::string prefix = uses_bert_prefix(file) ? "bert." : "";
+    BertInit init;
+    init.random_weights = !opt.strict;  // strict: every weight is loaded (or nothing is returned)
+    init.pooler = opt.pooler == BertPart::yes ||
+                  (opt.pooler == BertPart::automatic && file.contains(prefix + "pooler.dense.weight"));
+    init.mlm_head = opt.mlm_head == BertPart::yes ||
+                    (opt.mlm_head == BertPart::automatic && file.contains("cls.predictions.transform.dense.weight"));
+    Bert model(std::move(c), init);
+    model.load_weights(file, opt.strict, opt.ignored);
+    return model;
+  }
+
+  /// Loads the weights of a safetensors file into this model. Names may carry the `bert.`
+  /// prefix of Hugging Face task checkpoints (then tensors outside `bert.` and `cls.` are the
+  /// task's head and are ignored). Ignored as Hugging Face does: the buffers
+  /// embeddings.position_ids / token_type_ids, cls.* when the model has no masked-LM head,
+  /// cls.seq_relationship.* (next-sentence head), and cls.predictions.decoder.* (tied).
+  /// Strict: throws one Error listing every missing, unexpected and mis-shaped tensor, and
+  /// loads nothing unless all fit. F16, BF16 and F64 tensors are converted.
+  void load_weights(const SafeTensorsFile& file, bool strict = true, std::vector<std::string>* ignored = nullptr) {
+    const bool prefixed = uses_bert_prefix(file);
+    StateDict<T> shapes;                        // model name -> the file's shape (no data)
+    std::map<std::string, std::string> source;  // model name -> the file's name
+    const bool has_cls_bias = file.contains("cls.predictions.bias");
+    for (const std::string& n : file.names()) {
+      std::string m = n;
+      bool ignore = false;
+      if (n.rfind("cls.", 0) == 0) {
+        if (!cls || n.rfind("cls.predictions.", 0) != 0 || n == "cls.predictions.decoder.weight")
+          ignore = true;
+        else if (n == "cls.predictions.decoder.bias")
+          ignore = has_cls_bias, m = "cls.predictions.bias";  // the same tensor, tied
+      } else if (prefixed) {
+        if (n.rfind("bert.", 0) == 0)
+          m = n.substr(5);
+        else
+          ignore = true;  // a task head: classifier.*, qa_outputs.* ...
+      }
+      if (m == "embeddings.position_ids" || m == "embeddings.token_type_ids") ignore = true;
+      if (ignore) {
+        if (ignored) ignored->push_back(n);
+        continue;
+      }
+      const auto& info = file.info(n);
+      shapes.emplace(m, AnyTensor<T>{info.shape, Tensor<T, 1>()});
+      source.emplace(m, n);
+    }
+    try {
+      load_state_dict(*this, shapes, strict);  // validates; copies nothing (no data)
+    } catch (const Error& e) {
+      const std::string_view msg = e.what();
+      const auto at = msg.find("the model:");
+      throw Error(detail::cat("Bert: '", file.path().string(), "' does not fit the model", shape_note(), ":",
+                              at == std::string_view::npos ? msg : msg.substr(at + 10)));
+    }
+    for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      auto it = source.find(name);
+      if (it == source.end()) return;
+      const auto& info = file.info(it->second);
+      if (!std::equal(info.shape.begin(), info.shape.end(), p.shape().begin(), p.shape().end())) return;
+      file.load_into(it->second, p.value());
+    });
+  }
+
+  /// The weights as Hugging Face names them: the backbone's names alone, or, with the
+  /// masked-LM head, `bert.`-prefixed plus cls.predictions.* (the tied decoder is not stored).
+  StateDict<T> hf_state_dict() {
+    StateDict<T> sd;
+    const std::string prefix = cls ? "bert." : "";
+    for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      sd.emplace(name.rfind("cls.", 0) == 0 ? name : prefix + name, AnyTensor<T>::of(p.value()));
+    });
+    return sd;
+  }
+
+  /// Writes hf_state_dict() as safetensors (atomically; metadata {"format": "pt"} as
+  /// transformers writes).
+  void save(const std::filesystem::path& file) {
+    std::vector<TensorEntry> entries;
+    const std::string prefix = cls ? "bert." : "";
+    for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      entries.push_back(entry(name.rfind("cls.", 0) == 0 ? name : prefix + name, p.value()));
+    });
+    save_safetensors(file, entries, {{"format", "pt"}});
+  }
+
+  /// Writes dir/config.json and dir/model.safetensors (creating dir).
+  void save_pretrained(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    const std::string text = config_json().dump(2) + "\n";
+    write_file_atomic(dir / "config.json", std::as_bytes(std::span<const char>(text.data(), text.size())));
+    save(dir / "model.safetensors");
+  }
+
+  /// config.json as transformers.BertConfig writes it.
+  nlohmann::json config_json() const {
+    nlohmann::json j;
+    j["architectures"] = nlohmann::json::array({cls ? "BertForMaskedLM" : "BertModel"});
+    j["attention_probs_dropout_prob"] = cfg.attention_probs_dropout_prob;
+    j["hidden_act"] = std::string(activation_name(cfg.hidden_act));
+    j["hidden_dropout_prob"] = cfg.hidden_dropout_prob;
+    j["hidden_size"] = cfg.hidden;
+    j["initializer_range"] = cfg.initializer_range;
+    j["intermediate_size"] = cfg.intermediate;
+    j["layer_norm_eps"] = cfg.layer_norm_eps;
+    j["max_position_embeddings"] = cfg.max_positions;
+    j["model_type"] = "bert";
+    j["num_attention_heads"] = cfg.heads;
+    j["num_hidden_layers"] = cfg.layers;
+    j["pad_token_id"] = cfg.pad_token_id;
+    j["position_embedding_type"] = "absolute";
+    j["torch_dtype"] = std::is_same_v<T, double> ? "float64" : "float32";
+    j["type_vocab_size"] = cfg.type_vocab;
+    j["vocab_size"] = cfg.vocab;
+    return j;
+  }
+
+  /// The configuration of a parsed config.json: for a static Cfg, checks the sizes and takes
+  /// the settings; for the dynamic one, takes everything.
+  static Cfg config_from(const BertConfig& hf, std::string_view source) {
+    if constexpr (Cfg::is_static) {
+      std::string diff;
+      auto cmp = [&](const char* field, index_t file, index_t ours, const char* arg) {
+        if (file != ours)
+          diff += detail::cat(diff.empty() ? "" : ", ", field, " is ", file, " there but ", ours, " (", arg, ")");
+      };
+      cmp("num_hidden_layers", hf.num_hidden_layers, Cfg::layers, "Layers");
+      cmp("hidden_size", hf.hidden_size, Cfg::hidden, "Hidden");
+      cmp("num_attention_heads", hf.num_attention_heads, Cfg::heads, "Heads");
+      cmp("intermediate_size", hf.intermediate_size, Cfg::intermediate, "Intermediate");
+      cmp("vocab_size", hf.vocab_size, Cfg::vocab, "Vocab");
+      cmp("max_position_embeddings", hf.max_position_embeddings, Cfg::max_positions, "MaxPositions");
+      cmp("type_vocab_size", hf.type_vocab_size, Cfg::type_vocab, "TypeVocab");
+      if (!diff.empty())
+        throw FormatError(detail::cat("config '", source, "' does not match the compile-time configuration",
+                                      shape_note(), ": ", diff,
+                                      "; use BertDynamicConfig for sizes known only at run time"));
+      Cfg c;
+      c.set_from(hf, source);
+      return c;
+    } else {
+      return BertDynamicConfig::from(hf, source);
+    }
+  }
+
+ private:
+  static bool uses_bert_prefix(const SafeTensorsFile& file) {
+    if (file.contains("bert.embeddings.word_embeddings.weight")) return true;
+    if (file.contains("embeddings.word_embeddings.weight")) return false;
+    for (const auto& n : file.names())
+      if (n.rfind("bert.", 0) == 0) return true;
+    return false;
+  }
+
+  /// " BertStaticConfig<2, 128, 2, 512, 30522, 512, 2>" (static) or "" (dynamic).
+  static std::string shape_note() {
+    if constexpr (Cfg::is_static)
+      return detail::cat(" BertStaticConfig<", Cfg::layers, ", ", Cfg::hidden, ", ", Cfg::heads, ", ",
+                         Cfg::intermediate, ", ", Cfg::vocab, ", ", Cfg::max_positions, ", ", Cfg::type_vocab, ">");
+    else
+      return "";
+  }
+
+  template <class Prefix>
+  KVPrefix<T> prefix_at(Prefix& prefix, index_t l) const {
+    using P = std::remove_cvref_t<Prefix>;
+    if constexpr (std::is_same_v<P, NoPrefix>) {
+      return {};
+    } else if constexpr (requires {
+                           std::size(prefix);
+                           prefix[static_cast<std::size_t>(l)];
+                         }) {
+      return prefix[static_cast<std::size_t>(l)];
+    } else {
+      static_assert(std::is_invocable_r_v<KVPrefix<T>, Prefix&, index_t>,
+                    "Bert::forward: the prefix must be NoPrefix, a range of KVPrefix<T> (one per layer), or a "
+                    "callable (index_t layer) -> KVPrefix<T>");
+      return prefix(l);
+    }
+  }
+};
+
+/// A BERT whose sizes come from config.json at run time.
+template <class T = float>
+using DynamicBert = Bert<BertDynamicConfig, T>;
+
+}  // namespace deepprompt

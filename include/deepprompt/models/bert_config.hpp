@@ -1,0 +1,152 @@
+#pragma once
+// BERT configurations: compile-time sizes (BertStaticConfig and the standard aliases) and
+// run-time sizes (BertDynamicConfig, from a config.json), read by one model template.
+//
+// Both kinds expose the same members, so that models/bert.hpp reads `cfg.hidden`,
+// `cfg.heads`, `cfg.head_dim()` ... without knowing which kind it has: the static kind has
+// static constexpr sizes (usable as template arguments: `Cfg::layers`), the dynamic kind has
+// run-time ones (as std::dynamic_extent beside std::span's static extents). The settings that
+// are not sizes (activation, epsilon, dropout, pad id, init range) are run-time members of both,
+// with Hugging Face's defaults, and are read from config.json by from_pretrained.
+//
+// Name: the issue calls the compile-time configuration BertConfig<...>, but io/config.hpp
+// already has a struct deepprompt::BertConfig (the parsed config.json), and a class and a class
+// template cannot share a name in one namespace. Hence BertStaticConfig<...>; once the io struct
+// is renamed, `template <...> using BertConfig = BertStaticConfig<...>` can be added here.
+#include <concepts>
+#include <cstdint>
+#include <string>
+
+#include "../core/tensor.hpp"
+#include "../io/config.hpp"
+#include "../nn/activation.hpp"
+
+namespace deepprompt {
+
+/// The run-time settings of a BERT model that are not sizes (transformers.BertConfig defaults).
+struct BertSettings {
+  Activation hidden_act = Activation::gelu;  // "gelu": the exact erf form
+  double layer_norm_eps = 1e-12;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::int64_t pad_token_id = 0;
+  double initializer_range = 0.02;
+
+  /// Copies the settings of a parsed config.json; throws FormatError naming `source` for an
+  /// unsupported hidden_act or position_embedding_type.
+  void set_from(const BertConfig& hf, std::string_view source) {
+    if (!parse_activation(hf.hidden_act, hidden_act))
+      throw FormatError(detail::cat("config '", source, "': field \"hidden_act\": \"", hf.hidden_act,
+                                    "\" is not supported (gelu, gelu_new, relu, silu, tanh)"));
+    if (hf.position_embedding_type != "absolute")
+      throw FormatError(detail::cat("config '", source, "': field \"position_embedding_type\": \"",
+                                    hf.position_embedding_type, "\" is not supported (only \"absolute\")"));
+    layer_norm_eps = hf.layer_norm_eps;
+    hidden_dropout_prob = hf.hidden_dropout_prob;
+    attention_probs_dropout_prob = hf.attention_probs_dropout_prob;
+    pad_token_id = hf.pad_token_id;
+  }
+};
+
+/// BERT with sizes fixed at compile time:
+///   Layers (num_hidden_layers), Hidden (hidden_size), Heads (num_attention_heads),
+///   Intermediate (intermediate_size), Vocab (vocab_size), MaxPositions
+///   (max_position_embeddings), TypeVocab (type_vocab_size).
+template <index_t Layers, index_t Hidden, index_t Heads, index_t Intermediate, index_t Vocab = 30522,
+          index_t MaxPositions = 512, index_t TypeVocab = 2>
+struct BertStaticConfig : BertSettings {
+  static_assert(Layers > 0, "BertStaticConfig<Layers, ...>: Layers (num_hidden_layers) must be positive");
+  static_assert(Hidden > 0, "BertStaticConfig<Layers, Hidden, ...>: Hidden (hidden_size) must be positive");
+  static_assert(Heads > 0,
+                "BertStaticConfig<Layers, Hidden, Heads, ...>: Heads (num_attention_heads) must be positive");
+  static_assert(Hidden % (Heads > 0 ? Heads : 1) == 0,
+                "BertStaticConfig<Layers, Hidden, Heads, ...>: Heads must divide Hidden (each head gets Hidden / Heads "
+                "dimensions)");
+  static_assert(Intermediate > 0,
+                "BertStaticConfig<..., Intermediate, ...>: Intermediate (intermediate_size) must be positive");
+  static_assert(Vocab > 0, "BertStaticConfig<..., Vocab, ...>: Vocab (vocab_size) must be positive");
+  static_assert(MaxPositions > 0,
+                "BertStaticConfig<..., MaxPositions, ...>: MaxPositions (max_position_embeddings) must be positive");
+  static_assert(TypeVocab > 0, "BertStaticConfig<..., TypeVocab>: TypeVocab (type_vocab_size) must be positive");
+
+  static constexpr bool is_static = true;
+  static constexpr index_t layers = Layers;
+  static constexpr index_t hidden = Hidden;
+  static constexpr index_t heads = Heads;
+  static constexpr index_t intermediate = Intermediate;
+  static constexpr index_t vocab = Vocab;
+  static constexpr index_t max_positions = MaxPositions;
+  static constexpr index_t type_vocab = TypeVocab;
+  static constexpr index_t head_dim() { return Hidden / Heads; }
+};
+
+/// The standard sizes (Turc et al., "Well-Read Students Learn Better"; Devlin et al.).
+using BertTiny = BertStaticConfig<2, 128, 2, 512>;
+using BertMini = BertStaticConfig<4, 256, 4, 1024>;
+using BertSmall = BertStaticConfig<4, 512, 8, 2048>;
+using BertMedium = BertStaticConfig<8, 512, 8, 2048>;
+using BertBase = BertStaticConfig<12, 768, 12, 3072>;
+using BertLarge = BertStaticConfig<24, 1024, 16, 4096>;
+
+/// BERT with sizes known only at run time (an arbitrary config.json).
+struct BertDynamicConfig : BertSettings {
+  static constexpr bool is_static = false;
+  index_t layers = 12, hidden = 768, heads = 12, intermediate = 3072, vocab = 30522, max_positions = 512,
+          type_vocab = 2;
+  index_t head_dim() const { return hidden / heads; }
+
+  /// requires: every size positive, heads divides hidden (Error naming the sizes otherwise).
+  void validate() const {
+    if (layers <= 0 || hidden <= 0 || heads <= 0 || intermediate <= 0 || vocab <= 0 || max_positions <= 0 ||
+        type_vocab <= 0)
+      throw Error(detail::cat("BertDynamicConfig: every size must be positive; got layers ", layers, ", hidden ",
+                              hidden, ", heads ", heads, ", intermediate ", intermediate, ", vocab ", vocab,
+                              ", max_positions ", max_positions, ", type_vocab ", type_vocab));
+    if (hidden % heads != 0)
+      throw Error(detail::cat("BertDynamicConfig: heads ", heads, " does not divide hidden ", hidden));
+  }
+
+  /// From a parsed config.json (`source` names it in errors).
+  static BertDynamicConfig from(const BertConfig& hf, std::string_view source = "<config>") {
+    BertDynamicConfig c;
+    c.set_from(hf, source);
+    c.layers = hf.num_hidden_layers;
+    c.hidden = hf.hidden_size;
+    c.heads = hf.num_attention_heads;
+    c.intermediate = hf.intermediate_size;
+    c.vocab = hf.vocab_size;
+    c.max_positions = hf.max_position_embeddings;
+    c.type_vocab = hf.type_vocab_size;
+    if (c.type_vocab <= 0)
+      throw FormatError(
+          detail::cat("config '", source, "': field \"type_vocab_size\": must be positive, got ", c.type_vocab));
+    c.validate();
+    return c;
+  }
+};
+
+/// What models/bert.hpp needs of a configuration.
+template <class C>
+concept BertConfigLike = std::derived_from<C, BertSettings> && requires(const C& c) {
+  { C::is_static } -> std::convertible_to<bool>;
+  { c.layers } -> std::convertible_to<index_t>;
+  { c.hidden } -> std::convertible_to<index_t>;
+  { c.heads } -> std::convertible_to<index_t>;
+  { c.head_dim() } -> std::convertible_to<index_t>;
+  { c.intermediate } -> std::convertible_to<index_t>;
+  { c.vocab } -> std::convertible_to<index_t>;
+  { c.max_positions } -> std::convertible_to<index_t>;
+  { c.type_vocab } -> std::convertible_to<index_t>;
+};
+
+/// The sizes of any configuration as a dynamic one.
+template <BertConfigLike C>
+BertDynamicConfig to_dynamic(const C& c) {
+  BertDynamicConfig d;
+  static_cast<BertSettings&>(d) = c;
+  d.layers = c.layers, d.hidden = c.hidden, d.heads = c.heads, d.intermediate = c.intermediate, d.vocab = c.vocab,
+  d.max_positions = c.max_positions, d.type_vocab = c.type_vocab;
+  return d;
+}
+
+}  // namespace deepprompt

@@ -1,0 +1,61 @@
+#pragma once
+// nn::LayerNorm (torch.nn.LayerNorm over the last axis: weight (C) = 1, bias (C) = 0, eps) and
+// nn::RMSNorm (Hugging Face's T5LayerNorm: weight (C) = 1 only, no mean subtraction, no bias).
+#include "../autodiff/parameter.hpp"
+#include "../ops/norm.hpp"
+
+namespace deepprompt {
+
+template <class T = float>
+struct LayerNorm {
+  Parameter<T, 1> weight;  // (C)
+  Parameter<T, 1> bias;    // (C)
+  double eps = 1e-5;
+
+  LayerNorm() = default;
+  explicit LayerNorm(index_t dim, double epsilon = 1e-5)
+      : weight("weight", Tensor<T, 1>::full({dim}, T(1))), bias("bias", Tensor<T, 1>::zeros({dim})), eps(epsilon) {}
+
+  /// x, y: (..., C).
+  template <std::size_t R>
+  Var<T, R> forward(const Var<T, R>& x) const {
+    return layer_norm(x, weight.var(), bias.var(), static_cast<T>(eps));
+  }
+  template <std::size_t R>
+  Var<T, R> operator()(const Var<T, R>& x) const {
+    return forward(x);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("weight", weight);
+    v("bias", bias);
+  }
+};
+
+template <class T = float>
+struct RMSNorm {
+  Parameter<T, 1> weight;  // (C)
+  double eps = 1e-6;
+
+  RMSNorm() = default;
+  explicit RMSNorm(index_t dim, double epsilon = 1e-6)
+      : weight("weight", Tensor<T, 1>::full({dim}, T(1))), eps(epsilon) {}
+
+  /// x, y: (..., C).
+  template <std::size_t R>
+  Var<T, R> forward(const Var<T, R>& x) const {
+    return rms_norm(x, weight.var(), static_cast<T>(eps));
+  }
+  template <std::size_t R>
+  Var<T, R> operator()(const Var<T, R>& x) const {
+    return forward(x);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("weight", weight);
+  }
+};
+
+}  // namespace deepprompt
