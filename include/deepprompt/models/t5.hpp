@@ -1,0 +1,740 @@
+#pragma once
+// T5 (v1.0 and v1.1) as Hugging Face's T5ForConditionalGeneration: shared embedding, encoder and
+// decoder stacks of pre-RMS-norm residual blocks without biases, relative position buckets
+// computed in each stack's first layer and shared by all its layers, attention without the
+// 1/sqrt(d) scale, a teacher-forced loss with labels, and a key/value cache for decoding
+// (greedy and beam search are in t5_generate.hpp).
+//
+//   auto model = dp::DynamicT5<float>::from_pretrained("t5-small/");      // config.json + model.safetensors
+//   auto out = model.forward({.input_ids = ids, .attention_mask = mask, .labels = labels});
+//   out.loss->backward();                                                 // every trainable parameter
+//
+// Parameter names are the Hugging Face state-dict names (`shared.weight`,
+// `encoder.block.0.layer.0.SelfAttention.q.weight`, `decoder.block.1.layer.1.EncDecAttention.o.weight`,
+// `decoder.block.0.layer.2.DenseReluDense.wi_0.weight`, `lm_head.weight` when untied...).
+// Checkpoints with or without the tied aliases (`encoder.embed_tokens.weight`,
+// `decoder.embed_tokens.weight`, and `lm_head.weight` when tied) load alike; the unused
+// `decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight` of the original
+// checkpoints is ignored, as Hugging Face does.
+//
+// Dropout (train() mode) sits where Hugging Face puts it: on the embeddings, on the attention
+// probabilities, on each sub-layer's output before the residual sum, inside the feed-forward
+// block after the activation (after the gating product in v1.1), and after each stack's final
+// layer norm. Masks come from the model's own Generator, so they are reproducible but not
+// PyTorch's.
+//
+// Key/value prefixes (P-Tuning v2, prefix tuning): T5Prefix holds, per layer, an optional KVPrefix
+// (nn/attention.hpp) for encoder self-attention, decoder self-attention and cross-attention,
+// shared (H, P, D) or per example (B, H, P, D). The prefix is put in front of the keys and values; the relative position
+// bias and the padding masks cover only the real keys (the prefix gets 0 and is always visible).
+// (Hugging Face's past_key_values would instead shift the real tokens' relative positions by P.)
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../autodiff/parameter.hpp"
+#include "../core/init.hpp"
+#include "../core/rng.hpp"
+#include "../io/config.hpp"
+#include "../io/safetensors.hpp"
+#include "../nn/attention.hpp"  // KVPrefix
+#include "../nn/module.hpp"
+#include "../ops/activation.hpp"
+#include "../ops/arithmetic.hpp"
+#include "../ops/attention.hpp"
+#include "../ops/concat.hpp"
+#include "../ops/cross_entropy.hpp"
+#include "../ops/dropout.hpp"
+#include "../ops/embedding.hpp"
+#include "../ops/linear.hpp"
+#include "../ops/norm.hpp"
+#include "../ops/shape.hpp"
+#include "t5_config.hpp"
+
+namespace deepprompt {
+
+/// Hugging Face's T5Attention._relative_position_bucket for one relative position
+/// (memory position - query position), with its float32 arithmetic: positions below
+/// max_exact = buckets/2 (buckets/4 per direction when bidirectional) get their own bucket,
+/// larger ones logarithmic buckets up to max_distance, beyond it the last bucket. Bidirectional
+/// (encoder): positive offsets use the upper half of the buckets; causal (decoder): positive
+/// offsets (future keys) fall into bucket 0.
+inline std::int64_t t5_relative_position_bucket(std::int64_t relative_position, bool bidirectional,
+                                                std::int64_t num_buckets, std::int64_t max_distance) {
+  std::int64_t bucket = 0;
+  std::int64_t n = num_buckets;
+  std::int64_t rp = relative_position;
+  if (bidirectional) {
+    n /= 2;
+    if (rp > 0) bucket += n;
+    rp = rp < 0 ? -rp : rp;
+  } else {
+    rp = rp < 0 ? -rp : 0;
+  }
+  const std::int64_t max_exact = n / 2;
+  if (rp < max_exact) return bucket + rp;
+  // torch: max_exact + (log(rp.float() / max_exact) / math.log(max_distance / max_exact)
+  //                     * (n - max_exact)).to(long), all in float32
+  const float ratio = static_cast<float>(rp) / static_cast<float>(max_exact);
+  const float denom = static_cast<float>(std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)));
+  const float scaled = std::log(ratio) / denom * static_cast<float>(n - max_exact);
+  const std::int64_t large = std::min<std::int64_t>(max_exact + static_cast<std::int64_t>(scaled), n - 1);
+  return bucket + large;
+}
+
+/// Per-layer prefixes of a T5. Each vector is empty (no prefix) or has one entry per layer of its
+/// kind (an empty entry: no prefix on that layer).
+template <class T>
+struct T5Prefix {
+  std::vector<KVPrefix<T>> encoder;  // encoder self-attention, num_layers entries
+  std::vector<KVPrefix<T>> decoder;  // decoder self-attention, num_decoder_layers entries
+  std::vector<KVPrefix<T>> cross;    // cross-attention, num_decoder_layers entries
+};
+
+/// Inputs of T5::forward. Token ids are int64; masks hold 0/1 (1 = attend).
+struct T5Batch {
+  Tensor<std::int64_t, 2> input_ids{};               // (B, Ts), required
+  Tensor<std::int64_t, 2> attention_mask{};          // (B, Ts); empty: all ones
+  Tensor<std::int64_t, 2> decoder_input_ids{};       // (B, S); empty: labels shifted right
+  Tensor<std::int64_t, 2> decoder_attention_mask{};  // (B, S); empty: all ones (causal only)
+  Tensor<std::int64_t, 2> labels{};                  // (B, S); -100 = ignored; empty: no loss
+};
+
+template <class T>
+struct T5Output {
+  Var<T, 3> logits;                     // (B, S, V)
+  Var<T, 3> encoder_last_hidden_state;  // (B, Ts, d_model)
+  std::optional<Var<T, 0>> loss;        // with labels: mean cross-entropy over labels != -100
+};
+
+/// The decoder's key/value cache: per layer, the self-attention keys and values of the positions
+/// decoded so far (B, H, t, D) and the cross-attention keys and values of the encoder output
+/// (B, H, Ts, D), computed on the first step. Prefixes are not cached here (they are constants
+/// passed with each call).
+template <class T>
+struct T5Cache {
+  struct Layer {
+    Var<T, 4> self_k{}, self_v{}, cross_k{}, cross_v{};
+  };
+  std::vector<Layer> layers;
+  index_t length = 0;  // decoded positions held
+
+  /// Keeps row rows[i] of the self-attention cache as row i (beam search reordering). The
+  /// cross-attention rows are left as they are (they are equal within a beam group).
+  void reorder(const std::vector<index_t>& rows) {
+    for (auto& l : layers) {
+      l.self_k = Var<T, 4>(gather_rows(l.self_k.value(), rows));
+      l.self_v = Var<T, 4>(gather_rows(l.self_v.value(), rows));
+    }
+  }
+
+  template <std::size_t R>
+  static Tensor<T, R> gather_rows(const Tensor<T, R>& x, const std::vector<index_t>& rows) {
+    Shape<R> s = x.shape();
+    s[0] = static_cast<index_t>(rows.size());
+    Tensor<T, R> y(s);
+    const index_t row = x.extent(0) > 0 ? x.size() / x.extent(0) : 0;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      std::copy_n(x.data() + rows[i] * row, row, y.data() + static_cast<index_t>(i) * row);
+    return y;
+  }
+};
+
+namespace t5 {
+
+// Modules with the Hugging Face names (see visit()).
+template <class T>
+struct Matrix {  // nn.Linear without bias, or nn.Embedding
+  Parameter<T, 2> weight;
+  template <class V>
+  void visit(V&& v) {
+    v("weight", weight);
+  }
+};
+template <class T>
+struct Norm {  // T5LayerNorm
+  Parameter<T, 1> weight;
+  template <class V>
+  void visit(V&& v) {
+    v("weight", weight);
+  }
+};
+template <class T>
+struct Attention {  // T5Attention
+  Matrix<T> q, k, v, o;
+  std::optional<Matrix<T>> relative_attention_bias;  // (buckets, H), first layer of a stack only
+  template <class V>
+  void visit(V&& vis) {
+    vis("q", q);
+    vis("k", k);
+    vis("v", v);
+    vis("o", o);
+    vis("relative_attention_bias", relative_attention_bias);
+  }
+};
+template <class T>
+struct SelfAttentionLayer {  // T5LayerSelfAttention
+  Attention<T> attention;
+  Norm<T> layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("SelfAttention", attention);
+    v("layer_norm", layer_norm);
+  }
+};
+template <class T>
+struct CrossAttentionLayer {  // T5LayerCrossAttention
+  Attention<T> attention;
+  Norm<T> layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("EncDecAttention", attention);
+    v("layer_norm", layer_norm);
+  }
+};
+template <class T>
+struct Dense {  // T5DenseActDense (wi, wo) or T5DenseGatedActDense (wi_0, wi_1, wo)
+  std::optional<Matrix<T>> wi, wi_0, wi_1;
+  Matrix<T> wo;
+  template <class V>
+  void visit(V&& v) {
+    v("wi", wi);
+    v("wi_0", wi_0);
+    v("wi_1", wi_1);
+    v("wo", wo);
+  }
+};
+template <class T>
+struct FeedForwardLayer {  // T5LayerFF
+  Dense<T> dense;
+  Norm<T> layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("DenseReluDense", dense);
+    v("layer_norm", layer_norm);
+  }
+};
+template <class T>
+struct Block {  // T5Block: layer.0 self-attention, [layer.1 cross-attention,] last: feed-forward
+  SelfAttentionLayer<T> self;
+  std::optional<CrossAttentionLayer<T>> cross;  // decoder only
+  FeedForwardLayer<T> ff;
+  template <class V>
+  void visit(V&& v) {
+    v("layer.0", self);
+    if (cross) {
+      v("layer.1", *cross);
+      v("layer.2", ff);
+    } else {
+      v("layer.1", ff);
+    }
+  }
+};
+template <class T>
+struct Stack {  // T5Stack (its embed_tokens is the model's `shared`)
+  std::vector<Block<T>> block;
+  Norm<T> final_layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("block", block);
+    v("final_layer_norm", final_layer_norm);
+  }
+};
+
+}  // namespace t5
+
+/// T5ForConditionalGeneration. Spec: a T5StaticConfig<...> (sizes fixed at compile time; a checkpoint of
+/// other sizes is rejected) or T5DynamicConfig (sizes from the constructor or config.json).
+template <detail::T5ConfigLike Spec = T5DynamicConfig, class T = float>
+class T5 {
+  static_assert(std::is_floating_point_v<T>, "T5: T must be float or double");
+
+ public:
+  using value_type = T;
+  using spec = Spec;
+
+  /// A model with the Spec's sizes, initialised as Hugging Face's T5PreTrainedModel._init_weights
+  /// (initializer_factor 1) from `seed`. Static Specs only.
+  explicit T5(std::uint64_t seed = 0)
+    requires(!Spec::dynamic)
+      : T5(Spec::dims(), seed) {}
+  /// A model sized by `dims` (a static Spec checks that they are its own), initialised from `seed`.
+  explicit T5(const T5Dims& dims, std::uint64_t seed = 0) : T5(dims, NoInit{}) { init_weights(seed); }
+  /// A model sized by a Hugging Face config (io/config.hpp), initialised from `seed`.
+  explicit T5(const T5Config& config, std::uint64_t seed = 0) : T5(t5_dims(config), seed) {}
+
+  T5(T5&&) noexcept = default;
+  T5& operator=(T5&&) noexcept = default;
+
+  /// Loads `dir`/config.json and `dir`/model.safetensors (F32, F16, BF16 or F64; converted to T).
+  /// Throws IoError / FormatError naming the file, and Error listing every missing, unexpected
+  /// and mis-shaped tensor.
+  static T5 from_pretrained(const std::filesystem::path& dir) {
+    const T5Dims d = t5_dims(read_t5_config(dir));
+    if constexpr (!Spec::dynamic) detail::check_t5_dims_match(Spec::dims(), d, (dir / "config.json").string());
+    const auto file = dir / "model.safetensors";
+    if (!std::filesystem::exists(file))
+      throw IoError(detail::cat("T5: no model.safetensors in '", dir.string(),
+                                "' (only safetensors checkpoints are read; convert pytorch_model.bin first)"));
+    T5 m(d, NoInit{});
+    m.load_safetensors(file);
+    return m;
+  }
+
+  /// Copies the tensors of a safetensors file into the parameters (see the aliases at the top).
+  /// Strict: throws one Error listing every missing, unexpected and mis-shaped tensor and copies
+  /// nothing. Not strict: copies what fits and returns the report.
+  LoadReport load_safetensors(const std::filesystem::path& path, bool strict = true) {
+    const auto f = SafeTensorsFile::open(path);
+    LoadReport rep;
+    std::set<std::string, std::less<>> used;
+    auto source = [&](const std::string& name) -> std::string {
+      if (f.contains(name)) return name;
+      if (name == "shared.weight")
+        for (const char* alias : {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"})
+          if ((dims_.tied || std::string_view(alias) != "lm_head.weight") && f.contains(alias)) return alias;
+      return {};
+    };
+    for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      const std::string src = source(name);
+      if (src.empty()) return rep.missing.push_back(name);
+      used.insert(src);
+      const auto& shape = f.info(src).shape;
+      if (!std::equal(shape.begin(), shape.end(), p.shape().begin(), p.shape().end()))
+        rep.mismatched.push_back(detail::cat(src, " ", shape_str(shape), " vs ", shape_str(p.shape())));
+    });
+    for (const auto& name : f.names()) {
+      if (used.contains(name)) continue;
+      const bool alias = name == "encoder.embed_tokens.weight" || name == "decoder.embed_tokens.weight" ||
+                         (dims_.tied && name == "lm_head.weight") ||
+                         name == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight";
+      if (!alias) rep.unexpected.push_back(name);
+    }
+    if (strict && !rep.ok())
+      throw Error(detail::cat("T5: the checkpoint '", path.string(), "' does not fit the model:", rep.str()));
+    for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      const std::string src = source(name);
+      if (src.empty()) return;
+      const auto& shape = f.info(src).shape;
+      if (std::equal(shape.begin(), shape.end(), p.shape().begin(), p.shape().end())) f.load_into(src, p.value());
+    });
+    return rep;
+  }
+
+  /// Writes `dir`/config.json and `dir`/model.safetensors as Hugging Face's save_pretrained does
+  /// (no tied duplicates), or with the aliases encoder/decoder.embed_tokens.weight (and
+  /// lm_head.weight when tied) as torch's state_dict() lists them. float models write F32.
+  void save_pretrained(const std::filesystem::path& dir, bool with_tied_aliases = false) {
+    std::filesystem::create_directories(dir);
+    const std::string cfg = config_json().dump(2) + "\n";
+    write_file_atomic(dir / "config.json", std::as_bytes(std::span(cfg.data(), cfg.size())));
+    std::vector<TensorEntry> entries;
+    for_each_parameter(*this, [&](const std::string& name, auto& p) { entries.push_back(entry(name, p.value())); });
+    if (with_tied_aliases) {
+      entries.push_back(entry("encoder.embed_tokens.weight", shared_.weight.value()));
+      entries.push_back(entry("decoder.embed_tokens.weight", shared_.weight.value()));
+      if (dims_.tied) entries.push_back(entry("lm_head.weight", shared_.weight.value()));
+    }
+    save_safetensors(dir / "model.safetensors", entries, {{"format", "pt"}});
+  }
+
+  /// The Hugging Face config.json of this model.
+  nlohmann::json config_json() const {
+    const T5Dims& d = dims_;
+    return {{"architectures", {"T5ForConditionalGeneration"}},
+            {"model_type", "t5"},
+            {"vocab_size", d.vocab_size},
+            {"d_model", d.d_model},
+            {"d_kv", d.d_kv},
+            {"d_ff", d.d_ff},
+            {"num_layers", d.num_layers},
+            {"num_decoder_layers", d.num_decoder_layers},
+            {"num_heads", d.num_heads},
+            {"relative_attention_num_buckets", d.buckets},
+            {"relative_attention_max_distance", d.max_distance},
+            {"dropout_rate", d.dropout},
+            {"layer_norm_epsilon", d.eps},
+            {"initializer_factor", 1.0},
+            {"feed_forward_proj", d.feed_forward_proj()},
+            {"tie_word_embeddings", d.tied},
+            {"is_encoder_decoder", true},
+            {"use_cache", true},
+            {"pad_token_id", d.pad_token_id},
+            {"eos_token_id", d.eos_token_id},
+            {"decoder_start_token_id", d.decoder_start_token_id}};
+  }
+
+  const T5Dims& dims() const { return dims_; }
+
+  template <class V>
+  void visit(V&& v) {
+    v("shared", shared_);
+    v("encoder", encoder_);
+    v("decoder", decoder_);
+    v("lm_head", lm_head_);  // untied only
+  }
+
+  // --- dropout ------------------------------------------------------------------------------
+  /// train(): dropout on (dims().dropout, drawn from generator()); eval(): off (the default).
+  void train(bool on = true) { training_ = on; }
+  void eval() { training_ = false; }
+  bool training() const { return training_; }
+  Generator& generator() { return gen_; }
+
+  // --- forward --------------------------------------------------------------------------------
+  /// Encoder, decoder, LM head and (with labels) the loss. Decoder inputs: decoder_input_ids, or
+  /// the labels shifted right (decoder_start_token_id in front, -100 replaced by pad_token_id).
+  T5Output<T> forward(const T5Batch& batch, const T5Prefix<T>* prefix = nullptr) {
+    const bool has_labels = !batch.labels.empty();
+    if (batch.decoder_input_ids.empty() && !has_labels)
+      throw Error("T5::forward: give decoder_input_ids or labels (the decoder needs inputs)");
+    const Tensor<std::int64_t, 2> dec_ids = batch.decoder_input_ids.empty() ? shift_right(batch.labels)
+                                                                             : batch.decoder_input_ids;
+    check_ids("input_ids", batch.input_ids);
+    check_ids("decoder_input_ids", dec_ids);
+    if (has_labels)
+      check_shapes(batch.labels.shape() == dec_ids.shape(), "T5::forward",
+                   "labels must have the shape of decoder_input_ids", batch.labels.shape(), dec_ids.shape());
+    check_shapes(dec_ids.extent(0) == batch.input_ids.extent(0), "T5::forward",
+                 "input_ids and decoder_input_ids differ in batch size", batch.input_ids.shape(), dec_ids.shape());
+    if (!batch.decoder_attention_mask.empty())
+      check_shapes(batch.decoder_attention_mask.shape() == dec_ids.shape(), "T5::forward",
+                   "decoder_attention_mask must have the shape of decoder_input_ids",
+                   batch.decoder_attention_mask.shape(), dec_ids.shape());
+    T5Output<T> out;
+    out.encoder_last_hidden_state = encode(batch.input_ids, batch.attention_mask, prefix);
+    const Tensor<T, 2> enc_mask = additive_mask(batch.attention_mask, batch.input_ids);
+    const Tensor<T, 2> dec_mask = additive_mask(batch.decoder_attention_mask, dec_ids);
+    auto hidden = decode(dec_ids, out.encoder_last_hidden_state, enc_mask, prefix, nullptr, dec_mask);
+    out.logits = lm_logits(hidden);
+    if (has_labels) out.loss = cross_entropy(out.logits, batch.labels, -100);
+    return out;
+  }
+  /// forward() with decoder_input_ids.
+  T5Output<T> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask,
+                      const Tensor<std::int64_t, 2>& decoder_input_ids, const T5Prefix<T>* prefix = nullptr) {
+    return forward(T5Batch{.input_ids = input_ids, .attention_mask = attention_mask, .decoder_input_ids = decoder_input_ids},
+                   prefix);
+  }
+  /// The teacher-forced loss with labels (B, S) (-100 ignored).
+  Var<T, 0> loss(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask,
+                 const Tensor<std::int64_t, 2>& labels, const T5Prefix<T>* prefix = nullptr) {
+    return *forward(T5Batch{.input_ids = input_ids, .attention_mask = attention_mask, .labels = labels}, prefix).loss;
+  }
+
+  /// Hugging Face's _shift_right: decoder_start_token_id, then labels[:, :-1], -100 -> pad.
+  Tensor<std::int64_t, 2> shift_right(const Tensor<std::int64_t, 2>& labels) const {
+    const index_t B = labels.extent(0), S = labels.extent(1);
+    Tensor<std::int64_t, 2> out({B, S});
+    for (index_t b = 0; b < B; ++b)
+      for (index_t t = 0; t < S; ++t) {
+        const std::int64_t v = t == 0 ? dims_.decoder_start_token_id : labels(b, t - 1);
+        out(b, t) = v == -100 ? dims_.pad_token_id : v;
+      }
+    return out;
+  }
+
+  /// The additive mask of a 0/1 mask (0 or the lowest finite T), (B, T); empty for an empty mask.
+  /// `ids` (B, T) is the sequence the mask belongs to (checked against its shape).
+  Tensor<T, 2> additive_mask(const Tensor<std::int64_t, 2>& mask, const Tensor<std::int64_t, 2>& ids) const {
+    if (mask.empty()) return {};
+    check_shapes(mask.shape() == ids.shape(), "T5", "an attention mask must have the shape of its ids", mask.shape(),
+                 ids.shape());
+    return attention_mask<T>(mask);
+  }
+
+  /// The encoder: ids (B, Ts), 0/1 mask (B, Ts) or empty; returns the last hidden state (B, Ts, C).
+  Var<T, 3> encode(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& mask,
+                   const T5Prefix<T>* prefix = nullptr) {
+    check_ids("input_ids", input_ids);
+    check_prefix(prefix, input_ids.extent(0));
+    const index_t S = input_ids.extent(1);
+    const Tensor<T, 2> m = additive_mask(mask, input_ids);
+    auto h = drop(embedding(shared_.weight.var(), input_ids));  // (B, Ts, C)
+    const auto bias = position_bias(*encoder_.block[0].self.attention.relative_attention_bias, 0, S, S, true);
+    for (std::size_t i = 0; i < encoder_.block.size(); ++i) {
+      auto& blk = encoder_.block[i];
+      auto& att = blk.self.attention;
+      auto n = rms_norm(h, blk.self.layer_norm.weight, T(dims_.eps));
+      auto a = attend(att, n, heads(linear(n, att.k.weight.var())), heads(linear(n, att.v.weight.var())), m, bias,
+                      false, layer_prefix(prefix, &T5Prefix<T>::encoder, i));
+      h = h + drop(a);
+      h = feed_forward(blk.ff, h);
+    }
+    return drop(rms_norm(h, encoder_.final_layer_norm.weight, T(dims_.eps)));
+  }
+
+  /// The decoder on ids (B, S) at positions cache->length.. (0 without a cache), attending to
+  /// `encoder_hidden` (B, Ts, C) with the additive encoder mask `enc_mask` (B, Ts) (or empty);
+  /// returns the hidden state after the final layer norm (B, S, C). With a cache, the new keys
+  /// and values are appended to it (the cross-attention ones are computed on the first call) and
+  /// its length advances by S. `dec_mask`: an additive mask over the decoder's keys (B, length + S),
+  /// or empty (causal only).
+  Var<T, 3> decode(const Tensor<std::int64_t, 2>& ids, const Var<T, 3>& encoder_hidden, const Tensor<T, 2>& enc_mask,
+                   const T5Prefix<T>* prefix = nullptr, T5Cache<T>* cache = nullptr,
+                   const Tensor<T, 2>& dec_mask = {}) {
+    check_ids("decoder_input_ids", ids);
+    check_prefix(prefix, ids.extent(0));
+    const index_t B = ids.extent(0), S = ids.extent(1), C = dims_.d_model;
+    check_shapes(encoder_hidden.extent(0) == B && encoder_hidden.extent(2) == C, "T5::decode",
+                 "the encoder output must be (B, Ts, d_model) for decoder ids (B, S)", encoder_hidden.shape(),
+                 ids.shape());
+    const index_t past = cache ? cache->length : 0;
+    if (cache && cache->layers.empty()) cache->layers.resize(decoder_.block.size());
+    auto h = drop(embedding(shared_.weight.var(), ids));  // (B, S, C)
+    const auto bias =
+        position_bias(*decoder_.block[0].self.attention.relative_attention_bias, past, S, past + S, false);
+    for (std::size_t i = 0; i < decoder_.block.size(); ++i) {
+      auto& blk = decoder_.block[i];
+      auto& sa = blk.self.attention;
+      auto n = rms_norm(h, blk.self.layer_norm.weight, T(dims_.eps));
+      auto k = heads(linear(n, sa.k.weight.var())), v = heads(linear(n, sa.v.weight.var()));
+      if (cache) {
+        auto& c = cache->layers[i];
+        if (past > 0) {
+          k = concat<T, 4>({c.self_k, k}, 2);
+          v = concat<T, 4>({c.self_v, v}, 2);
+        }
+        c.self_k = k, c.self_v = v;
+      }
+      auto a = attend(sa, n, k, v, dec_mask, bias, true, layer_prefix(prefix, &T5Prefix<T>::decoder, i));
+      h = h + drop(a);
+
+      auto& ca = blk.cross->attention;
+      n = rms_norm(h, blk.cross->layer_norm.weight, T(dims_.eps));
+      Var<T, 4> ck, cv;
+      if (cache && !cache->layers[i].cross_k.value().empty()) {
+        ck = cache->layers[i].cross_k, cv = cache->layers[i].cross_v;
+      } else {
+        ck = heads(linear(encoder_hidden, ca.k.weight.var()));
+        cv = heads(linear(encoder_hidden, ca.v.weight.var()));
+        if (cache) cache->layers[i].cross_k = ck, cache->layers[i].cross_v = cv;
+      }
+      a = attend(ca, n, ck, cv, enc_mask, Var<T, 4>(), false, layer_prefix(prefix, &T5Prefix<T>::cross, i));
+      h = h + drop(a);
+      h = feed_forward(blk.ff, h);
+    }
+    if (cache) cache->length += S;
+    return drop(rms_norm(h, decoder_.final_layer_norm.weight, T(dims_.eps)));
+  }
+
+  /// The LM head: hidden (B, S, C) -> logits (B, S, V); tied models scale the input by d_model^-0.5.
+  Var<T, 3> lm_logits(const Var<T, 3>& hidden) {
+    if (dims_.tied)
+      return linear(scale(hidden, static_cast<T>(std::pow(static_cast<double>(dims_.d_model), -0.5))),
+                    shared_.weight.var());
+    return linear(hidden, lm_head_->weight.var());
+  }
+
+  /// The relative position bias of `table` (buckets, H) for queries at positions q0..q0+Tq-1 and
+  /// keys 0..Tk-1: (1, H, Tq, Tk), differentiable in the table.
+  Var<T, 4> position_bias(const t5::Matrix<T>& table, index_t q0, index_t Tq, index_t Tk, bool bidirectional) const {
+    Tensor<std::int64_t, 2> ids({Tq, Tk});
+    for (index_t i = 0; i < Tq; ++i)
+      for (index_t j = 0; j < Tk; ++j)
+        ids(i, j) = t5_relative_position_bucket(j - (q0 + i), bidirectional, dims_.buckets, dims_.max_distance);
+    auto e = embedding(table.weight.var(), ids);  // (Tq, Tk, H)
+    return reshape<4>(permute(e, {2, 0, 1}), Shape<4>{1, dims_.num_heads, Tq, Tk});
+  }
+
+  // --- parts, by reference (Hugging Face names in comments) ---------------------------------
+  t5::Matrix<T>& shared() { return shared_; }             // shared
+  t5::Stack<T>& encoder() { return encoder_; }            // encoder
+  t5::Stack<T>& decoder() { return decoder_; }            // decoder
+  std::optional<t5::Matrix<T>>& lm_head() { return lm_head_; }  // lm_head (untied only)
+
+  /// Hugging Face's _init_weights with initializer_factor `factor`, drawn from `seed`.
+  void init_weights(std::uint64_t seed, double factor = 1.0) {
+    Generator g(seed);
+    const double d = static_cast<double>(dims_.d_model), kv = static_cast<double>(dims_.d_kv),
+                 H = static_cast<double>(dims_.num_heads), ff = static_cast<double>(dims_.d_ff);
+    auto normal = [&](t5::Matrix<T>& m, double std) { init::normal(m.weight.value(), 0.0, factor * std, g); };
+    auto stack = [&](t5::Stack<T>& s) {
+      for (auto& b : s.block) {
+        std::vector<t5::Attention<T>*> atts{&b.self.attention};
+        if (b.cross) atts.push_back(&b.cross->attention);
+        for (auto* a : atts) {
+          normal(a->q, std::pow(d * kv, -0.5));
+          normal(a->k, std::pow(d, -0.5));
+          normal(a->v, std::pow(d, -0.5));
+          normal(a->o, std::pow(H * kv, -0.5));
+          if (a->relative_attention_bias) normal(*a->relative_attention_bias, std::pow(d, -0.5));
+        }
+        for (auto* w : {&b.ff.dense.wi, &b.ff.dense.wi_0, &b.ff.dense.wi_1})
+          if (*w) normal(**w, std::pow(d, -0.5));
+        normal(b.ff.dense.wo, std::pow(ff, -0.5));
+        b.self.layer_norm.weight.value().fill(T(1));
+        if (b.cross) b.cross->layer_norm.weight.value().fill(T(1));
+        b.ff.layer_norm.weight.value().fill(T(1));
+      }
+      s.final_layer_norm.weight.value().fill(T(1));
+    };
+    normal(shared_, 1.0);
+    stack(encoder_);
+    stack(decoder_);
+    if (lm_head_) normal(*lm_head_, 1.0);
+  }
+
+ private:
+  struct NoInit {};
+
+  T5(const T5Dims& dims, NoInit) : dims_(dims) {
+    dims_.validate();
+    if constexpr (!Spec::dynamic) detail::check_t5_dims_match(Spec::dims(), dims_, "the constructor's T5Dims");
+    build();
+  }
+
+  void build() {
+    const T5Dims& d = dims_;
+    auto mat = [](const std::string& name, index_t r, index_t c) {
+      return t5::Matrix<T>{Parameter<T, 2>(name + ".weight", Tensor<T, 2>({r, c}))};
+    };
+    auto norm = [&](const std::string& name) {
+      return t5::Norm<T>{Parameter<T, 1>(name + ".weight", Tensor<T, 1>::full({d.d_model}, T(1)))};
+    };
+    auto attention = [&](const std::string& name, bool relative) {
+      t5::Attention<T> a{mat(name + ".q", d.inner(), d.d_model), mat(name + ".k", d.inner(), d.d_model),
+                         mat(name + ".v", d.inner(), d.d_model), mat(name + ".o", d.d_model, d.inner()),
+                         std::nullopt};
+      if (relative) a.relative_attention_bias = mat(name + ".relative_attention_bias", d.buckets, d.num_heads);
+      return a;
+    };
+    auto stack = [&](const std::string& name, index_t layers, bool decoder) {
+      t5::Stack<T> s;
+      for (index_t i = 0; i < layers; ++i) {
+        const std::string p = detail::cat(name, ".block.", i, ".layer.");
+        t5::Block<T> b;
+        b.self = {attention(p + "0.SelfAttention", i == 0), norm(p + "0.layer_norm")};
+        if (decoder) b.cross = t5::CrossAttentionLayer<T>{attention(p + "1.EncDecAttention", false), norm(p + "1.layer_norm")};
+        const std::string f = p + (decoder ? "2" : "1");
+        if (d.gated) {
+          b.ff.dense.wi_0 = mat(f + ".DenseReluDense.wi_0", d.d_ff, d.d_model);
+          b.ff.dense.wi_1 = mat(f + ".DenseReluDense.wi_1", d.d_ff, d.d_model);
+        } else {
+          b.ff.dense.wi = mat(f + ".DenseReluDense.wi", d.d_ff, d.d_model);
+        }
+        b.ff.dense.wo = mat(f + ".DenseReluDense.wo", d.d_model, d.d_ff);
+        b.ff.layer_norm = norm(f + ".layer_norm");
+        s.block.push_back(std::move(b));
+      }
+      s.final_layer_norm = norm(name + ".final_layer_norm");
+      return s;
+    };
+    shared_ = mat("shared", d.vocab_size, d.d_model);
+    encoder_ = stack("encoder", d.num_layers, false);
+    decoder_ = stack("decoder", d.num_decoder_layers, true);
+    if (!d.tied) lm_head_ = mat("lm_head", d.vocab_size, d.d_model);
+  }
+
+  void check_ids(const char* what, const Tensor<std::int64_t, 2>& ids) const {
+    if (ids.empty() || ids.extent(0) == 0 || ids.extent(1) == 0)
+      throw ShapeError(detail::cat("T5: ", what, " is empty (shape ", shape_str(ids.shape()), ")"));
+    for (index_t i = 0; i < ids.size(); ++i)
+      if (ids.data()[i] < 0 || ids.data()[i] >= dims_.vocab_size)
+        throw Error(detail::cat("T5: ", what, " holds id ", ids.data()[i], " at flat position ", i,
+                                ", outside the vocabulary [0, ", dims_.vocab_size, ")"));
+  }
+
+  void check_prefix(const T5Prefix<T>* p, index_t B) const {
+    if (!p) return;
+    auto check = [&](const std::vector<KVPrefix<T>>& v, index_t layers, const char* kind) {
+      if (!v.empty() && static_cast<index_t>(v.size()) != layers)
+        throw Error(detail::cat("T5Prefix: ", v.size(), " ", kind, " prefixes for ", layers,
+                                " layers (give none or one per layer; an empty entry means none there)"));
+      for (const auto& e : v) {
+        if (e.empty()) continue;
+        const bool batched = !e.k_batch.value().empty();
+        const index_t H = batched ? e.k_batch.extent(1) : e.k.extent(0);
+        const index_t D = batched ? e.k_batch.extent(3) : e.k.extent(2);
+        if (H != dims_.num_heads || D != dims_.d_kv || (batched && e.k_batch.extent(0) != B))
+          throw ShapeError(detail::cat("T5Prefix: a ", kind, " prefix of shape ",
+                                       batched ? shape_str(e.k_batch.shape()) : shape_str(e.k.shape()),
+                                       " does not fit (H, P, D) or (B, H, P, D) with B = ", B,
+                                       ", H = ", dims_.num_heads, ", D = d_kv = ", dims_.d_kv));
+      }
+    };
+    check(p->encoder, dims_.num_layers, "encoder");
+    check(p->decoder, dims_.num_decoder_layers, "decoder self-attention");
+    check(p->cross, dims_.num_decoder_layers, "cross-attention");
+  }
+
+  static const KVPrefix<T>* layer_prefix(const T5Prefix<T>* p, std::vector<KVPrefix<T>> T5Prefix<T>::*kind,
+                                         std::size_t i) {
+    if (!p || (p->*kind).empty() || (p->*kind)[i].empty()) return nullptr;
+    return &(p->*kind)[i];
+  }
+
+  template <std::size_t R>
+  Var<T, R> drop(const Var<T, R>& x) {
+    return dropout(x, T(dims_.dropout), gen_, training_);
+  }
+
+  // (B, S, H * D) -> (B, H, S, D)
+  Var<T, 4> heads(const Var<T, 3>& x) const {
+    const index_t B = x.extent(0), S = x.extent(1);
+    return permute(reshape<4>(x, Shape<4>{B, S, dims_.num_heads, dims_.d_kv}), {0, 2, 1, 3});
+  }
+
+  // Queries from `x` (B, Tq, C), keys and values (B, H, Tk, D); returns o(attention) (B, Tq, C).
+  Var<T, 3> attend(const t5::Attention<T>& a, const Var<T, 3>& x, const Var<T, 4>& k, const Var<T, 4>& v,
+                   const Tensor<T, 2>& mask, const Var<T, 4>& bias, bool causal, const KVPrefix<T>* prefix) {
+    const index_t B = x.extent(0), Tq = x.extent(1);
+    AttentionOptions<T> opt;
+    opt.mask = mask;
+    opt.bias = bias;
+    opt.causal = causal;
+    opt.scale = T(1);
+    if (training_) {
+      opt.dropout = T(dims_.dropout);
+      opt.generator = &gen_;
+    }
+    if (prefix) {
+      opt.prefix_k = prefix->k, opt.prefix_v = prefix->v;
+      opt.prefix_k_batch = prefix->k_batch, opt.prefix_v_batch = prefix->v_batch;
+    }
+    auto y = scaled_dot_product_attention(heads(linear(x, a.q.weight.var())), k, v, opt);  // (B, H, Tq, D)
+    auto merged = reshape<3>(permute(y, {0, 2, 1, 3}), Shape<3>{B, Tq, dims_.inner()});
+    return linear(merged, a.o.weight.var());
+  }
+
+  Var<T, 3> activation(const Var<T, 3>& x) const {
+    switch (dims_.act) {
+      case T5Act::relu: return relu(x);
+      case T5Act::gelu: return gelu(x);
+      case T5Act::gelu_new: return gelu_tanh(x);
+      case T5Act::silu: return mul(x, sigmoid(x));
+    }
+    return x;
+  }
+
+  // T5LayerFF: h + dropout(DenseReluDense(layer_norm(h)))
+  Var<T, 3> feed_forward(const t5::FeedForwardLayer<T>& f, const Var<T, 3>& h) {
+    auto n = rms_norm(h, f.layer_norm.weight, T(dims_.eps));
+    Var<T, 3> inner = f.dense.wi ? activation(linear(n, f.dense.wi->weight.var()))
+                                 : mul(activation(linear(n, f.dense.wi_0->weight.var())),
+                                       linear(n, f.dense.wi_1->weight.var()));
+    auto y = linear(drop(inner), f.dense.wo.weight.var());
+    return h + drop(y);
+  }
+
+  T5Dims dims_;
+  t5::Matrix<T> shared_;
+  t5::Stack<T> encoder_, decoder_;
+  std::optional<t5::Matrix<T>> lm_head_;
+  bool training_ = false;
+  Generator gen_{0x7535};
+};
+
+/// A T5 sized at run time (config.json).
+template <class T = float>
+using DynamicT5 = T5<T5DynamicConfig, T>;
+
+}  // namespace deepprompt
