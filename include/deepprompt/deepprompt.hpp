@@ -51,3 +51,15 @@
 
 #include "io/config.hpp"
 #include "io/safetensors.hpp"
+
+#include "nn/layers.hpp"
+
+#include "models/bert.hpp"
+#include "models/t5.hpp"
+#include "models/t5_generate.hpp"
+
+#include "peft/deep_prompt.hpp"
+#include "peft/deep_prompt_bert.hpp"
+#include "peft/deep_prompt_t5.hpp"
+#include "peft/selective_prompt.hpp"
+#include "peft/serving.hpp"
