@@ -103,7 +103,7 @@ void run(const Args& a) {
   if (!fs::is_directory(dir)) throw dp::IoError("--model '" + a.model + "' is not a directory");
   if (!fs::exists(a.input)) throw dp::IoError("--input '" + a.input + "' does not exist");
   const auto config = dp::read_config(dir / "config.json");
-  if (std::holds_alternative<dp::BertConfig>(config)) {
+  if (std::holds_alternative<dp::HfBertConfig>(config)) {
     if (a.generate > 0)
       throw UsageError{"--generate and --beams apply to t5 models; '" + a.model + "' is a bert model"};
     dp::run_bert(dir, a.input, a.out);
@@ -113,7 +113,7 @@ void run(const Args& a) {
   dp::run_t5(dir.string(), dp::run_detail::read_input(a.input), a.out, static_cast<int>(a.generate),
              static_cast<int>(a.beams));
 #else
-  throw dp::Error("t5 support not built: '" + a.model + "' is a " + std::get<dp::T5Config>(config).model_type +
+  throw dp::Error("t5 support not built: '" + a.model + "' is a " + std::get<dp::HfT5Config>(config).model_type +
                   " model but this deepprompt-run was compiled without deepprompt/models/t5_run.hpp");
 #endif
 }

@@ -3,9 +3,9 @@
 // without a key/value prefix; checkpoint loading (prefix `bert.`, ignored tensors, strictness),
 // load -> save -> load bit-exact, static vs dynamic configurations.
 //
-// Compile-time checks: the static_asserts of BertStaticConfig are exercised below on the
+// Compile-time checks: the static_asserts of BertConfig are exercised below on the
 // standard aliases. Invalid ones fail to compile with a readable message, e.g.
-//   BertStaticConfig<2, 100, 3, 512>   ->  "Heads must divide Hidden (each head gets Hidden / Heads dimensions)"
+//   BertConfig<2, 100, 3, 512>   ->  "Heads must divide Hidden (each head gets Hidden / Heads dimensions)"
 // (build this file with -DDEEPPROMPT_NEGATIVE_COMPILE_TEST to see it; it must not compile).
 #include <doctest/doctest.h>
 
@@ -30,8 +30,8 @@ using dp::Tensor;
 using dp::Var;
 
 #ifdef DEEPPROMPT_NEGATIVE_COMPILE_TEST
-[[maybe_unused]] dp::BertStaticConfig<2, 100, 3, 512> bad_heads;
-[[maybe_unused]] dp::BertStaticConfig<0, 128, 2, 512> bad_layers;
+[[maybe_unused]] dp::BertConfig<2, 100, 3, 512> bad_heads;
+[[maybe_unused]] dp::BertConfig<0, 128, 2, 512> bad_layers;
 #endif
 
 // The standard sizes, checked at compile time.
@@ -49,7 +49,7 @@ static_assert(dp::BertBase::is_static && !dp::BertDynamicConfig::is_static);
 
 namespace {
 
-using FixtureCfg = dp::BertStaticConfig<2, 32, 4, 64, 99, 12, 2>;  // tests/data/bert/config.json
+using FixtureCfg = dp::BertConfig<2, 32, 4, 64, 99, 12, 2>;  // tests/data/bert/config.json
 
 const fs::path kDir = fs::path(DEEPPROMPT_TEST_DATA) / "bert";
 
@@ -331,12 +331,12 @@ TEST_CASE("bert: a static configuration rejects a config.json of other sizes, na
   CHECK_THROWS_WITH_AS(dp::Bert<dp::BertTiny>::from_pretrained(kDir),
                        doctest::Contains("hidden_size is 32 there but 128 (Hidden)"), dp::FormatError);
   try {
-    dp::Bert<dp::BertStaticConfig<2, 32, 4, 64, 99, 512, 2>>::from_pretrained(kDir);
+    dp::Bert<dp::BertConfig<2, 32, 4, 64, 99, 512, 2>>::from_pretrained(kDir);
     FAIL("no error");
   } catch (const dp::FormatError& e) {
     const std::string msg = e.what();
     CHECK(msg.find("max_position_embeddings is 12 there but 512 (MaxPositions)") != std::string::npos);
-    CHECK(msg.find("BertStaticConfig<2, 32, 4, 64, 99, 512, 2>") != std::string::npos);
+    CHECK(msg.find("BertConfig<2, 32, 4, 64, 99, 512, 2>") != std::string::npos);
     CHECK(msg.find("config.json") != std::string::npos);
     CHECK(msg.find("hidden_size") == std::string::npos);  // only what differs
   }

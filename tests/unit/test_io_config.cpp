@@ -13,8 +13,8 @@ using doctest::Contains;
 namespace {
 const fs::path kData = fs::path(DEEPPROMPT_TEST_DATA) / "io";
 
-BertConfig bert(std::string_view text) { return std::get<BertConfig>(parse_config(text, "test/config.json")); }
-T5Config t5(std::string_view text) { return std::get<T5Config>(parse_config(text, "test/config.json")); }
+HfBertConfig bert(std::string_view text) { return std::get<HfBertConfig>(parse_config(text, "test/config.json")); }
+HfT5Config t5(std::string_view text) { return std::get<HfT5Config>(parse_config(text, "test/config.json")); }
 
 constexpr std::string_view kBertDims =
     R"("vocab_size": 100, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16)";
@@ -45,7 +45,7 @@ TEST_CASE("config: bert-base-uncased") {
   CHECK(c.attention_probs_dropout_prob == 0.1);
   CHECK(c.position_embedding_type == "absolute");
   CHECK(!c.classifier_dropout.has_value());
-  CHECK(std::holds_alternative<BertConfig>(read_config(kData / "bert-base-uncased.config.json")));
+  CHECK(std::holds_alternative<HfBertConfig>(read_config(kData / "bert-base-uncased.config.json")));
 }
 
 TEST_CASE("config: t5-small (old hub file: most T5 fields absent) and t5-v1_1-small (gated-gelu)") {
@@ -92,7 +92,7 @@ TEST_CASE("config: a folder means its config.json") {
 
 TEST_CASE("config: absent or null optional fields take Hugging Face's defaults") {
   const auto b = bert(bert_json());
-  const BertConfig hf;  // the struct's defaults are BertConfig()'s
+  const HfBertConfig hf;  // the struct's defaults are HfBertConfig()'s
   CHECK(b.hidden_act == hf.hidden_act);
   CHECK(b.max_position_embeddings == 512);
   CHECK(b.type_vocab_size == 2);
@@ -108,7 +108,7 @@ TEST_CASE("config: absent or null optional fields take Hugging Face's defaults")
   CHECK(t.decoder_start_token_id == 3);  // absent: pad_token_id, as T5 shifts right with it
   CHECK(t5(t5_json(R"("num_decoder_layers": 5)")).num_decoder_layers == 5);
   CHECK(t5(t5_json(R"("feed_forward_proj": "gated-silu")")).dense_act_fn == "silu");
-  CHECK(std::get<T5Config>(parse_config(R"({"model_type": "mt5", )" + std::string(kT5Dims) + "}")).model_type == "mt5");
+  CHECK(std::get<HfT5Config>(parse_config(R"({"model_type": "mt5", )" + std::string(kT5Dims) + "}")).model_type == "mt5");
 }
 
 TEST_CASE("config: errors name the file and the field") {

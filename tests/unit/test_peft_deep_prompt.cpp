@@ -27,7 +27,7 @@ using dp::Var;
 
 namespace {
 
-using TinyCfg = dp::BertStaticConfig<2, 32, 4, 64, 99, 12, 2>;  // tests/data/bert/config.json
+using TinyCfg = dp::BertConfig<2, 32, 4, 64, 99, 12, 2>;  // tests/data/bert/config.json
 constexpr index_t kL = 2, kP = 4, kC = 32, kH = 4, kD = 8;
 using TinyPrompt = dp::DeepPrompt<kL, kP, kC>;
 

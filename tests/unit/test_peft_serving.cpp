@@ -21,7 +21,7 @@ using dp::Var;
 
 namespace {
 
-using ServCfg = dp::BertStaticConfig<2, 32, 4, 64, 99, 12, 2>;  // tests/data/bert/config.json
+using ServCfg = dp::BertConfig<2, 32, 4, 64, 99, 12, 2>;  // tests/data/bert/config.json
 constexpr index_t kL = 2, kC = 32, kH = 4;
 
 template <class T = float>

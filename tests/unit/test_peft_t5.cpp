@@ -19,7 +19,7 @@ using dp::Tensor;
 namespace {
 
 // tests/data/t5/v1_0/config.json: d_model 16, d_kv 4, d_ff 32, 2 + 2 layers, 4 heads, vocab 40
-using TinyT5 = dp::T5StaticConfig<16, 4, 32, 2, 2, 4, 40, dp::T5Act::relu, false, true, 16, 20>;
+using TinyT5 = dp::T5Config<16, 4, 32, 2, 2, 4, 40, dp::T5Act::relu, false, true, 16, 20>;
 constexpr index_t kLayers = 2, kInner = 16, kHeads = 4;
 
 template <class T = float>

@@ -23,8 +23,8 @@ namespace {
 const std::filesystem::path kData = std::filesystem::path(DEEPPROMPT_TEST_DATA) / "t5";
 
 // The tiny fixture configurations as compile-time specs.
-using TinyV10 = dp::T5StaticConfig<16, 4, 32, 2, 2, 4, 40, dp::T5Act::relu, false, true, 16, 20>;
-using TinyV11 = dp::T5StaticConfig<16, 6, 24, 2, 3, 3, 40, dp::T5Act::gelu_new, true, false, 8, 12>;
+using TinyV10 = dp::T5Config<16, 4, 32, 2, 2, 4, 40, dp::T5Act::relu, false, true, 16, 20>;
+using TinyV11 = dp::T5Config<16, 6, 24, 2, 3, 3, 40, dp::T5Act::gelu_new, true, false, 8, 12>;
 
 template <class A, class B, std::size_t R>
 double max_abs_diff(const Tensor<A, R>& a, const Tensor<B, R>& b) {
@@ -363,8 +363,8 @@ TEST_CASE("t5: compile-time configurations load matching checkpoints and reject 
   CHECK(dp::parameter_count(small11) == 76961152);
 }
 
-TEST_CASE("t5: dynamic configuration from io's T5Config; validation errors") {
-  dp::T5Config c;
+TEST_CASE("t5: dynamic configuration from io's HfT5Config; validation errors") {
+  dp::HfT5Config c;
   c.vocab_size = 40, c.d_model = 16, c.d_kv = 4, c.d_ff = 32, c.num_layers = 1, c.num_decoder_layers = 2,
   c.num_heads = 4;
   dp::T5<dp::T5DynamicConfig, double> m(c, 3);

@@ -3,7 +3,7 @@
 //
 // The dimension fields are required (a config without them is surely not the one meant; guessing
 // bert-base shapes would only fail later at the weights); every other field takes the default of
-// Hugging Face's BertConfig / T5Config when absent or null. A wrong JSON type, a missing required
+// Hugging Face's HfBertConfig / HfT5Config when absent or null. A wrong JSON type, a missing required
 // field, an unknown model_type or an inconsistent value raises FormatError naming the file and
 // the field. Unknown fields (architectures, task_specific_params, id2label...) are ignored.
 #include <cstdint>
@@ -21,7 +21,7 @@
 namespace deepprompt {
 
 /// transformers.BertConfig (model_type "bert"); defaults are bert-base-uncased's.
-struct BertConfig {
+struct HfBertConfig {
   std::string model_type = "bert";
   index_t vocab_size = 30522;              // required
   index_t hidden_size = 768;               // required
@@ -40,7 +40,7 @@ struct BertConfig {
 };
 
 /// transformers.T5Config (model_type "t5" or "mt5"); defaults are t5-small's.
-struct T5Config {
+struct HfT5Config {
   std::string model_type = "t5";
   index_t vocab_size = 32128;              // required
   index_t d_model = 512;                   // required
@@ -62,7 +62,7 @@ struct T5Config {
   index_t pad_token_id = 0;
 };
 
-using ModelConfig = std::variant<BertConfig, T5Config>;
+using ModelConfig = std::variant<HfBertConfig, HfT5Config>;
 
 namespace detail {
 
@@ -132,8 +132,8 @@ inline void check_epsilon(const ConfigReader& r, std::string_view field, double 
   if (!(eps > 0.0)) r.fail(field, cat("must be positive, got ", eps));
 }
 
-inline BertConfig bert_from(const ConfigReader& r, std::string model_type) {
-  BertConfig c;
+inline HfBertConfig bert_from(const ConfigReader& r, std::string model_type) {
+  HfBertConfig c;
   c.model_type = std::move(model_type);
   c.vocab_size = r.positive("vocab_size");
   c.hidden_size = r.positive("hidden_size");
@@ -162,8 +162,8 @@ inline BertConfig bert_from(const ConfigReader& r, std::string model_type) {
   return c;
 }
 
-inline T5Config t5_from(const ConfigReader& r, std::string model_type) {
-  T5Config c;
+inline HfT5Config t5_from(const ConfigReader& r, std::string model_type) {
+  HfT5Config c;
   c.model_type = std::move(model_type);
   c.vocab_size = r.positive("vocab_size");
   c.d_model = r.positive("d_model");
@@ -226,19 +226,19 @@ inline ModelConfig read_config(const std::filesystem::path& path) {
 }
 
 /// Reads a config.json that must describe a BERT model.
-inline BertConfig read_bert_config(const std::filesystem::path& path) {
+inline HfBertConfig read_bert_config(const std::filesystem::path& path) {
   auto c = read_config(path);
-  if (auto* b = std::get_if<BertConfig>(&c)) return *b;
+  if (auto* b = std::get_if<HfBertConfig>(&c)) return *b;
   throw FormatError(detail::cat("config '", path.string(), "': field \"model_type\": \"",
-                                std::get<T5Config>(c).model_type, "\" is not a BERT model"));
+                                std::get<HfT5Config>(c).model_type, "\" is not a BERT model"));
 }
 
 /// Reads a config.json that must describe a T5 model.
-inline T5Config read_t5_config(const std::filesystem::path& path) {
+inline HfT5Config read_t5_config(const std::filesystem::path& path) {
   auto c = read_config(path);
-  if (auto* t = std::get_if<T5Config>(&c)) return *t;
+  if (auto* t = std::get_if<HfT5Config>(&c)) return *t;
   throw FormatError(detail::cat("config '", path.string(), "': field \"model_type\": \"",
-                                std::get<BertConfig>(c).model_type, "\" is not a T5 model"));
+                                std::get<HfBertConfig>(c).model_type, "\" is not a T5 model"));
 }
 
 }  // namespace deepprompt

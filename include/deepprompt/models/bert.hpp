@@ -467,7 +467,7 @@ class Bert {
         hint = " (only safetensors is read: convert pytorch_model.bin first)";
       throw IoError(detail::cat("Bert::from_pretrained: '", dir.string(), "' has no model.safetensors", hint));
     }
-    const BertConfig hf = read_bert_config(config_file);
+    const HfBertConfig hf = read_bert_config(config_file);
     Cfg c = config_from(hf, config_file.string());
 
     // Which optional parts: decided from the file's names when automatic.
@@ -591,7 +591,7 @@ class Bert {
 
   /// The configuration of a parsed config.json: for a static Cfg, checks the sizes and takes
   /// the settings; for the dynamic one, takes everything.
-  static Cfg config_from(const BertConfig& hf, std::string_view source) {
+  static Cfg config_from(const HfBertConfig& hf, std::string_view source) {
     if constexpr (Cfg::is_static) {
       std::string diff;
       auto cmp = [&](const char* field, index_t file, index_t ours, const char* arg) {
@@ -626,10 +626,10 @@ class Bert {
     return false;
   }
 
-  /// " BertStaticConfig<2, 128, 2, 512, 30522, 512, 2>" (static) or "" (dynamic).
+  /// " BertConfig<2, 128, 2, 512, 30522, 512, 2>" (static) or "" (dynamic).
   static std::string shape_note() {
     if constexpr (Cfg::is_static)
-      return detail::cat(" BertStaticConfig<", Cfg::layers, ", ", Cfg::hidden, ", ", Cfg::heads, ", ",
+      return detail::cat(" BertConfig<", Cfg::layers, ", ", Cfg::hidden, ", ", Cfg::heads, ", ",
                          Cfg::intermediate, ", ", Cfg::vocab, ", ", Cfg::max_positions, ", ", Cfg::type_vocab, ">");
     else
       return "";

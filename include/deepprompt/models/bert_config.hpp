@@ -1,5 +1,5 @@
 #pragma once
-// BERT configurations: compile-time sizes (BertStaticConfig and the standard aliases) and
+// BERT configurations: compile-time sizes (BertConfig and the standard aliases) and
 // run-time sizes (BertDynamicConfig, from a config.json), read by one model template.
 //
 // Both kinds expose the same members, so that models/bert.hpp reads `cfg.hidden`,
@@ -9,10 +9,7 @@
 // are not sizes (activation, epsilon, dropout, pad id, init range) are run-time members of both,
 // with Hugging Face's defaults, and are read from config.json by from_pretrained.
 //
-// Name: the issue calls the compile-time configuration BertConfig<...>, but io/config.hpp
-// already has a struct deepprompt::BertConfig (the parsed config.json), and a class and a class
-// template cannot share a name in one namespace. Hence BertStaticConfig<...>; once the io struct
-// is renamed, `template <...> using BertConfig = BertStaticConfig<...>` can be added here.
+// The parsed config.json itself is io/config.hpp's HfBertConfig.
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -34,7 +31,7 @@ struct BertSettings {
 
   /// Copies the settings of a parsed config.json; throws FormatError naming `source` for an
   /// unsupported hidden_act or position_embedding_type.
-  void set_from(const BertConfig& hf, std::string_view source) {
+  void set_from(const HfBertConfig& hf, std::string_view source) {
     if (!parse_activation(hf.hidden_act, hidden_act))
       throw FormatError(detail::cat("config '", source, "': field \"hidden_act\": \"", hf.hidden_act,
                                     "\" is not supported (gelu, gelu_new, relu, silu, tanh)"));
@@ -54,20 +51,20 @@ struct BertSettings {
 ///   (max_position_embeddings), TypeVocab (type_vocab_size).
 template <index_t Layers, index_t Hidden, index_t Heads, index_t Intermediate, index_t Vocab = 30522,
           index_t MaxPositions = 512, index_t TypeVocab = 2>
-struct BertStaticConfig : BertSettings {
-  static_assert(Layers > 0, "BertStaticConfig<Layers, ...>: Layers (num_hidden_layers) must be positive");
-  static_assert(Hidden > 0, "BertStaticConfig<Layers, Hidden, ...>: Hidden (hidden_size) must be positive");
+struct BertConfig : BertSettings {
+  static_assert(Layers > 0, "BertConfig<Layers, ...>: Layers (num_hidden_layers) must be positive");
+  static_assert(Hidden > 0, "BertConfig<Layers, Hidden, ...>: Hidden (hidden_size) must be positive");
   static_assert(Heads > 0,
-                "BertStaticConfig<Layers, Hidden, Heads, ...>: Heads (num_attention_heads) must be positive");
+                "BertConfig<Layers, Hidden, Heads, ...>: Heads (num_attention_heads) must be positive");
   static_assert(Hidden % (Heads > 0 ? Heads : 1) == 0,
-                "BertStaticConfig<Layers, Hidden, Heads, ...>: Heads must divide Hidden (each head gets Hidden / Heads "
+                "BertConfig<Layers, Hidden, Heads, ...>: Heads must divide Hidden (each head gets Hidden / Heads "
                 "dimensions)");
   static_assert(Intermediate > 0,
-                "BertStaticConfig<..., Intermediate, ...>: Intermediate (intermediate_size) must be positive");
-  static_assert(Vocab > 0, "BertStaticConfig<..., Vocab, ...>: Vocab (vocab_size) must be positive");
+                "BertConfig<..., Intermediate, ...>: Intermediate (intermediate_size) must be positive");
+  static_assert(Vocab > 0, "BertConfig<..., Vocab, ...>: Vocab (vocab_size) must be positive");
   static_assert(MaxPositions > 0,
-                "BertStaticConfig<..., MaxPositions, ...>: MaxPositions (max_position_embeddings) must be positive");
-  static_assert(TypeVocab > 0, "BertStaticConfig<..., TypeVocab>: TypeVocab (type_vocab_size) must be positive");
+                "BertConfig<..., MaxPositions, ...>: MaxPositions (max_position_embeddings) must be positive");
+  static_assert(TypeVocab > 0, "BertConfig<..., TypeVocab>: TypeVocab (type_vocab_size) must be positive");
 
   static constexpr bool is_static = true;
   static constexpr index_t layers = Layers;
@@ -81,12 +78,12 @@ struct BertStaticConfig : BertSettings {
 };
 
 /// The standard sizes (Turc et al., "Well-Read Students Learn Better"; Devlin et al.).
-using BertTiny = BertStaticConfig<2, 128, 2, 512>;
-using BertMini = BertStaticConfig<4, 256, 4, 1024>;
-using BertSmall = BertStaticConfig<4, 512, 8, 2048>;
-using BertMedium = BertStaticConfig<8, 512, 8, 2048>;
-using BertBase = BertStaticConfig<12, 768, 12, 3072>;
-using BertLarge = BertStaticConfig<24, 1024, 16, 4096>;
+using BertTiny = BertConfig<2, 128, 2, 512>;
+using BertMini = BertConfig<4, 256, 4, 1024>;
+using BertSmall = BertConfig<4, 512, 8, 2048>;
+using BertMedium = BertConfig<8, 512, 8, 2048>;
+using BertBase = BertConfig<12, 768, 12, 3072>;
+using BertLarge = BertConfig<24, 1024, 16, 4096>;
 
 /// BERT with sizes known only at run time (an arbitrary config.json).
 struct BertDynamicConfig : BertSettings {
@@ -107,7 +104,7 @@ struct BertDynamicConfig : BertSettings {
   }
 
   /// From a parsed config.json (`source` names it in errors).
-  static BertDynamicConfig from(const BertConfig& hf, std::string_view source = "<config>") {
+  static BertDynamicConfig from(const HfBertConfig& hf, std::string_view source = "<config>") {
     BertDynamicConfig c;
     c.set_from(hf, source);
     c.layers = hf.num_hidden_layers;

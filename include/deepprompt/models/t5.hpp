@@ -251,7 +251,7 @@ struct Stack {  // T5Stack (its embed_tokens is the model's `shared`)
 
 }  // namespace t5
 
-/// T5ForConditionalGeneration. Spec: a T5StaticConfig<...> (sizes fixed at compile time; a checkpoint of
+/// T5ForConditionalGeneration. Spec: a T5Config<...> (sizes fixed at compile time; a checkpoint of
 /// other sizes is rejected) or T5DynamicConfig (sizes from the constructor or config.json).
 template <detail::T5ConfigLike Spec = T5DynamicConfig, class T = float>
 class T5 {
@@ -269,7 +269,7 @@ class T5 {
   /// A model sized by `dims` (a static Spec checks that they are its own), initialised from `seed`.
   explicit T5(const T5Dims& dims, std::uint64_t seed = 0) : T5(dims, NoInit{}) { init_weights(seed); }
   /// A model sized by a Hugging Face config (io/config.hpp), initialised from `seed`.
-  explicit T5(const T5Config& config, std::uint64_t seed = 0) : T5(t5_dims(config), seed) {}
+  explicit T5(const HfT5Config& config, std::uint64_t seed = 0) : T5(t5_dims(config), seed) {}
 
   T5(T5&&) noexcept = default;
   T5& operator=(T5&&) noexcept = default;

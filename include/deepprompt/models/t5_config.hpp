@@ -1,6 +1,6 @@
 #pragma once
-// T5 configurations: compile-time sizes (T5StaticConfig<...> and the aliases of the published
-// checkpoints) and run-time sizes (T5DynamicConfig, from a config.json or io's T5Config), both
+// T5 configurations: compile-time sizes (T5Config<...> and the aliases of the published
+// checkpoints) and run-time sizes (T5DynamicConfig, from a config.json or io's HfT5Config), both
 // reduced to one run-time description, T5Dims, that all of the model code reads.
 //
 //   dp::T5<dp::T5Small> a(/*seed=*/0);                              // t5-small: 6 + 6 layers, ReLU, tied
@@ -12,9 +12,7 @@
 // sizes (epsilon, dropout, special token ids) are read from config.json by from_pretrained, with
 // Hugging Face's defaults otherwise.
 //
-// Name: the issue calls the compile-time configuration T5Config<...>, but io/config.hpp already has
-// a struct deepprompt::T5Config (the parsed config.json), and a class and a class template cannot
-// share a name in one namespace. Hence T5StaticConfig<...> (as BertStaticConfig beside BERT).
+// The parsed config.json itself is io/config.hpp's HfT5Config.
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -90,7 +88,7 @@ struct T5Dims {
 };
 
 /// T5Dims from a Hugging Face config (io/config.hpp). Throws Error for what the model cannot run.
-inline T5Dims t5_dims(const T5Config& c) {
+inline T5Dims t5_dims(const HfT5Config& c) {
   T5Dims d;
   d.d_model = c.d_model, d.d_kv = c.d_kv, d.d_ff = c.d_ff;
   d.num_layers = c.num_layers, d.num_decoder_layers = c.num_decoder_layers, d.num_heads = c.num_heads;
@@ -114,19 +112,19 @@ inline T5Dims t5_dims(const T5Config& c) {
 template <index_t DModel, index_t DKv, index_t DFf, index_t Layers, index_t DecoderLayers, index_t Heads,
           index_t Vocab, T5Act Act = T5Act::relu, bool Gated = false, bool Tied = true, index_t Buckets = 32,
           index_t MaxDistance = 128>
-struct T5StaticConfig {
-  static_assert(DModel > 0, "T5StaticConfig: d_model must be positive");
-  static_assert(DKv > 0, "T5StaticConfig: d_kv (the size of one attention head) must be positive");
-  static_assert(DFf > 0, "T5StaticConfig: d_ff must be positive");
-  static_assert(Layers > 0, "T5StaticConfig: the encoder needs at least one layer");
-  static_assert(DecoderLayers > 0, "T5StaticConfig: the decoder needs at least one layer");
-  static_assert(Heads > 0, "T5StaticConfig: num_heads must be positive");
-  static_assert(Vocab > 1, "T5StaticConfig: the vocabulary needs at least the pad and EOS tokens (ids 0 and 1)");
-  static_assert(Buckets >= 4, "T5StaticConfig: relative_attention_num_buckets must be at least 4 (the bidirectional "
+struct T5Config {
+  static_assert(DModel > 0, "T5Config: d_model must be positive");
+  static_assert(DKv > 0, "T5Config: d_kv (the size of one attention head) must be positive");
+  static_assert(DFf > 0, "T5Config: d_ff must be positive");
+  static_assert(Layers > 0, "T5Config: the encoder needs at least one layer");
+  static_assert(DecoderLayers > 0, "T5Config: the decoder needs at least one layer");
+  static_assert(Heads > 0, "T5Config: num_heads must be positive");
+  static_assert(Vocab > 1, "T5Config: the vocabulary needs at least the pad and EOS tokens (ids 0 and 1)");
+  static_assert(Buckets >= 4, "T5Config: relative_attention_num_buckets must be at least 4 (the bidirectional "
                               "encoder splits them into two directions with 2 exact buckets each)");
-  static_assert(MaxDistance > Buckets / 2, "T5StaticConfig: relative_attention_max_distance must exceed half the number of "
+  static_assert(MaxDistance > Buckets / 2, "T5Config: relative_attention_max_distance must exceed half the number of "
                                            "buckets, where the logarithmic buckets begin");
-  static_assert(!(Gated && Act == T5Act::gelu), "T5StaticConfig: Hugging Face's gated GELU (\"gated-gelu\", T5 v1.1) is the "
+  static_assert(!(Gated && Act == T5Act::gelu), "T5Config: Hugging Face's gated GELU (\"gated-gelu\", T5 v1.1) is the "
                                                 "tanh form: use T5Act::gelu_new");
 
   static constexpr bool dynamic = false;
@@ -152,13 +150,13 @@ struct T5DynamicConfig {
 };
 
 // t5-small / -base / -large (v1.0): ReLU feed-forward, tied embeddings (LM head input * d_model^-0.5)
-using T5Small = T5StaticConfig<512, 64, 2048, 6, 6, 8, 32128>;
-using T5Base = T5StaticConfig<768, 64, 3072, 12, 12, 12, 32128>;
-using T5Large = T5StaticConfig<1024, 64, 4096, 24, 24, 16, 32128>;
+using T5Small = T5Config<512, 64, 2048, 6, 6, 8, 32128>;
+using T5Base = T5Config<768, 64, 3072, 12, 12, 12, 32128>;
+using T5Large = T5Config<1024, 64, 4096, 24, 24, 16, 32128>;
 // google/t5-v1_1-small / -base / -large: gated-GELU (gelu_new), untied lm_head
-using T5v1_1Small = T5StaticConfig<512, 64, 1024, 8, 8, 6, 32128, T5Act::gelu_new, true, false>;
-using T5v1_1Base = T5StaticConfig<768, 64, 2048, 12, 12, 12, 32128, T5Act::gelu_new, true, false>;
-using T5v1_1Large = T5StaticConfig<1024, 64, 2816, 24, 24, 16, 32128, T5Act::gelu_new, true, false>;
+using T5v1_1Small = T5Config<512, 64, 1024, 8, 8, 6, 32128, T5Act::gelu_new, true, false>;
+using T5v1_1Base = T5Config<768, 64, 2048, 12, 12, 12, 32128, T5Act::gelu_new, true, false>;
+using T5v1_1Large = T5Config<1024, 64, 2816, 24, 24, 16, 32128, T5Act::gelu_new, true, false>;
 
 namespace detail {
 template <class S>
