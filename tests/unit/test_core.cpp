@@ -152,3 +152,21 @@ TEST_CASE("initialisers: reproducible, right moments, truncation respected") {
   CHECK(init::inverse_erf(std::erf(0.3)) == doctest::Approx(0.3).epsilon(1e-12));
   CHECK(init::inverse_erf(std::erf(-2.7)) == doctest::Approx(-2.7).epsilon(1e-12));
 }
+
+#include "alloc_counter.hpp"
+#include <cstdlib>
+
+TEST_CASE("the allocation counter sees operator new and, when wrapped, malloc") {
+  const auto before = dp_test::heap_allocations();
+  auto* p = new int(3);
+  delete p;
+  CHECK(dp_test::heap_allocations() - before >= 1);
+#ifdef DEEPPROMPT_WRAP_MALLOC
+  const auto mid = dp_test::heap_allocations();
+  void* q = std::malloc(16);
+  std::free(q);
+  void* r = std::aligned_alloc(64, 128);
+  std::free(r);
+  CHECK(dp_test::heap_allocations() - mid == 2);
+#endif
+}
