@@ -156,17 +156,21 @@ TEST_CASE("initialisers: reproducible, right moments, truncation respected") {
 #include "alloc_counter.hpp"
 #include <cstdlib>
 
+namespace {
+void* volatile g_sink;  // allocations stored here escape, so the compiler cannot elide them
+}
+
 TEST_CASE("the allocation counter sees operator new and, when wrapped, malloc") {
   const auto before = dp_test::heap_allocations();
-  auto* p = new int(3);
-  delete p;
+  g_sink = new int(3);
+  delete static_cast<int*>(g_sink);
   CHECK(dp_test::heap_allocations() - before >= 1);
 #ifdef DEEPPROMPT_WRAP_MALLOC
   const auto mid = dp_test::heap_allocations();
-  void* q = std::malloc(16);
-  std::free(q);
-  void* r = std::aligned_alloc(64, 128);
-  std::free(r);
+  g_sink = std::malloc(16);
+  std::free(g_sink);
+  g_sink = std::aligned_alloc(64, 128);
+  std::free(g_sink);
   CHECK(dp_test::heap_allocations() - mid == 2);
 #endif
 }
