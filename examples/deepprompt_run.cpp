@@ -1,12 +1,17 @@
 // deepprompt-run: runs a Hugging Face checkpoint directory on integer inputs, for parity checks.
 //
-//   deepprompt-run --model DIR --input INPUT.json --out OUT.safetensors [--generate N] [--beams K]
+//   deepprompt-run --model DIR --input INPUT.json --out OUT.safetensors [--adapter ADAPTER_DIR]
+//                  [--generate N] [--beams K]
 //
 // DIR holds config.json and model.safetensors as Hugging Face writes them; config.json's
 // model_type chooses the architecture:
 //   "bert": INPUT.json {"input_ids" [B,T], "attention_mask" [B,T] (optional), "token_type_ids"
 //           [B,T] (optional)} -> OUT.safetensors (F32) last_hidden_state [B,T,C],
 //           pooler_output [B,C] (when the checkpoint has a pooler). See models/bert_run.hpp.
+//           --adapter ADAPTER_DIR: a PEFT adapter directory (adapter_config.json +
+//           adapter_model.safetensors: PREFIX_TUNING, PROMPT_TUNING, P_TUNING or LORA) applied to
+//           the model; a SEQ_CLS adapter with a classification head also gives logits [B,labels].
+//           Input-layer prompts make last_hidden_state [B,P+T,C]. See peft/adapter_run.hpp.
 //   "t5", "mt5": deepprompt::run_t5 from models/t5_run.hpp (logits, encoder_last_hidden_state,
 //           loss with labels, generated with --generate N, beam search with --beams K > 1);
 //           built when that header exists, unless DEEPPROMPT_RUN_NO_T5 is defined.
@@ -21,6 +26,7 @@
 
 #include "deepprompt/io/config.hpp"
 #include "deepprompt/models/bert_run.hpp"
+#include "deepprompt/peft/adapter_run.hpp"
 #if __has_include("deepprompt/models/t5_run.hpp") && !defined(DEEPPROMPT_RUN_NO_T5)
 #include "deepprompt/models/t5_run.hpp"
 #define DEEPPROMPT_RUN_HAS_T5 1
@@ -32,14 +38,15 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kUsage =
-    "usage: deepprompt-run --model DIR --input INPUT.json --out OUT.safetensors [--generate N] [--beams K]";
+    "usage: deepprompt-run --model DIR --input INPUT.json --out OUT.safetensors [--adapter DIR] [--generate N] "
+    "[--beams K]";
 
 struct UsageError {
   std::string what;
 };
 
 struct Args {
-  std::string model, input, out;
+  std::string model, input, out, adapter;
   long long generate = 0;  // 0: not asked
   long long beams = 1;
   bool beams_given = false;
@@ -68,6 +75,8 @@ Args parse_args(int argc, char** argv) {
       a.input = value();
     else if (arg == "--out")
       a.out = value();
+    else if (arg == "--adapter")
+      a.adapter = value();
     else if (arg == "--generate")
       a.generate = positive(arg, value());
     else if (arg == "--beams")
@@ -102,13 +111,20 @@ void run(const Args& a) {
   const fs::path dir = a.model;
   if (!fs::is_directory(dir)) throw dp::IoError("--model '" + a.model + "' is not a directory");
   if (!fs::exists(a.input)) throw dp::IoError("--input '" + a.input + "' does not exist");
+  if (!a.adapter.empty() && !fs::is_directory(a.adapter))
+    throw dp::IoError("--adapter '" + a.adapter + "' is not a directory");
   const auto config = dp::read_config(dir / "config.json");
   if (std::holds_alternative<dp::HfBertConfig>(config)) {
     if (a.generate > 0)
       throw UsageError{"--generate and --beams apply to t5 models; '" + a.model + "' is a bert model"};
-    dp::run_bert(dir, a.input, a.out);
+    if (!a.adapter.empty())
+      dp::run_bert_adapter(dir, a.adapter, a.input, a.out);
+    else
+      dp::run_bert(dir, a.input, a.out);
     return;
   }
+  if (!a.adapter.empty())
+    throw UsageError{"--adapter applies to bert models; '" + a.model + "' is not one"};
 #ifdef DEEPPROMPT_RUN_HAS_T5
   dp::run_t5(dir.string(), dp::run_detail::read_input(a.input), a.out, static_cast<int>(a.generate),
              static_cast<int>(a.beams));

@@ -63,3 +63,4 @@
 #include "peft/deep_prompt_t5.hpp"
 #include "peft/selective_prompt.hpp"
 #include "peft/serving.hpp"
+#include "peft/baselines.hpp"

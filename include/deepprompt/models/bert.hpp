@@ -29,6 +29,22 @@
 // extended with P ones), and the real tokens' position ids start at P, the prefix length of
 // layer 0 (HF's past_key_values_length); BertRun::shift_positions = false starts them at 0.
 // A mask of shape (B, P + T) that covers the prefix is accepted too.
+//
+// Input hooks (Prompt Tuning, P-Tuning v1):
+//   forward_embeds(inputs_embeds (B, T, C), mask, types, run[, prefix])   HF's inputs_embeds: the
+//        given vectors replace the word-embedding lookup; token-type and position embeddings,
+//        LayerNorm and dropout follow as usual.
+//   forward_with_input_prompt(prompt (P, C) or (B, P, C), ids, mask, types, run[, prefix])
+//        exactly what PEFT's PeftModel does for PROMPT_TUNING / P_TUNING on BERT:
+//        inputs_embeds = cat(prompt, word_embeddings(ids)), the attention mask gets P ones in
+//        front, token_type_ids P zeros; positions count the virtual tokens (0 .. P + T - 1), and
+//        the outputs cover them: last_hidden_state (B, P + T, C), and the pooler reads position
+//        0, the first virtual token (as PEFT + BertForSequenceClassification do).
+// Per-row positions: BertRun::position_offsets (B values) numbers row b's tokens from
+// position_offsets[b] (instead of 0 or the prefix length), for batches that mix tasks.
+//
+// Adapters on Linear modules (LoRA, nn/linear.hpp) are trained and saved through peft/lora.hpp:
+// save(), hf_state_dict() and load_weights() leave their lora_A / lora_B tensors out.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -85,8 +101,16 @@ struct BertEmbeddings {
     const index_t L = ids.extent(1);
     Tensor<std::int64_t, 1> positions({L});  // (T)
     for (index_t t = 0; t < L; ++t) positions.data()[t] = past + t;
-    Var<T, 3> x = add(word_embeddings(ids), token_type_embeddings(types));  // as HF: (word + type) + position
-    x = add(x, position_embeddings(positions));                             // (B, T, C) + (T, C)
+    return combine(word_embeddings(ids), types, positions, gen, training);
+  }
+
+  /// The embedding output of given word vectors: words (B, T, C) (looked up, or HF's
+  /// inputs_embeds), types (B, T), positions (T) shared by the rows or (B, T) -> (B, T, C).
+  template <std::size_t PR>
+  Var<T, 3> combine(const Var<T, 3>& words, const Tensor<std::int64_t, 2>& types,
+                    const Tensor<std::int64_t, PR>& positions, Generator* gen, bool training) const {
+    Var<T, 3> x = add(words, token_type_embeddings(types));  // as HF: (word + type) + position
+    x = add(x, position_embeddings(positions));              // (B, T, C) + (T, C) or (B, T, C)
     return dropout.forward(norm(x), gen, training);
   }
 
@@ -321,6 +345,9 @@ struct BertRun {
   bool training = false;           // dropout on (with the model's probabilities)
   bool shift_positions = true;     // with a prefix, positions start at P (as HF); false: at 0
   Generator* generator = nullptr;  // dropout's random stream; nullptr: the model's own
+  /// Empty, or one value per row: row b's tokens are numbered from position_offsets[b] (replaces
+  /// the start above; for batches whose rows carry prompts of different lengths).
+  std::span<const index_t> position_offsets{};
 };
 
 /// No key/value prefix (the default of Bert::forward).
@@ -400,42 +427,78 @@ class Bert {
     if (input_ids.empty() || B < 1 || L < 1)
       throw ShapeError(
           detail::cat("Bert::forward: input_ids must be (B, T) with B, T >= 1; got ", shape_str(input_ids.shape())));
-    if constexpr (requires { std::size(prefix); }) {
-      if (static_cast<index_t>(std::size(prefix)) != cfg.layers)
-        throw ShapeError(detail::cat("Bert::forward: ", std::size(prefix), " key/value prefixes given for a model of ",
-                                     cfg.layers, " layers"));
-    }
-    KVPrefix<T> first = prefix_at(prefix, 0);
-    const index_t P = first.length();
-    if (!attention_mask.empty())
-      check_shapes(
-          attention_mask.extent(0) == B && (attention_mask.extent(1) == L || attention_mask.extent(1) == P + L),
-          "Bert::forward", "attention_mask must be (B, T), or (B, P + T) with the prefix, for input_ids (B, T)",
-          attention_mask.shape(), input_ids.shape());
-    Tensor<std::int64_t, 2> types = token_type_ids;
-    if (types.empty())
-      types = Tensor<std::int64_t, 2>::zeros({B, L});
-    else
-      check_shapes(types.shape() == input_ids.shape(), "Bert::forward",
-                   "token_type_ids must have input_ids' shape (B, T)", types.shape(), input_ids.shape());
-    const index_t past = run.shift_positions ? P : 0;
-    if (past + L > cfg.max_positions)
-      throw ShapeError(detail::cat("Bert::forward: ", L, " tokens",
-                                   past ? detail::cat(" after a prefix of ", past) : "", " need ", past + L,
-                                   " positions but the model has max_position_embeddings = ", cfg.max_positions));
-    Generator* gen = run.generator ? run.generator : &generator;
+    return encode("Bert::forward", "input_ids", input_ids.shape(), attention_mask, token_type_ids, run, prefix,
+                  [&] { return embeddings.word_embeddings(input_ids); });
+  }
 
-    // additive mask, (B, T) or (B, P + T); the attention op puts zeros in front for the prefix
-    const Tensor<T, 2> mask = attention_mask.empty() ? Tensor<T, 2>() : deepprompt::attention_mask<T>(attention_mask);
-    Var<T, 3> x = embeddings.forward(input_ids, types, past, gen, run.training);  // (B, T, C)
-    for (index_t l = 0; l < cfg.layers; ++l) {
-      const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
-      x = layer.forward(x, mask, l == 0 ? first : prefix_at(prefix, l), gen, run.training);
+  /// As forward(), with Hugging Face's inputs_embeds (B, T, C) in place of the word-embedding
+  /// lookup of input ids (token-type and position embeddings are added as usual).
+  template <class Prefix = NoPrefix>
+  BertOutput<T> forward_embeds(const Var<T, 3>& inputs_embeds, const Tensor<std::int64_t, 2>& attention_mask = {},
+                               const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
+                               Prefix&& prefix = Prefix{}) {
+    const index_t B = inputs_embeds.extent(0), L = inputs_embeds.extent(1);
+    if (inputs_embeds.value().empty() || B < 1 || L < 1 || inputs_embeds.extent(2) != cfg.hidden)
+      throw ShapeError(detail::cat("Bert::forward_embeds: inputs_embeds must be (B, T, ", cfg.hidden,
+                                   ") with B, T >= 1; got ", shape_str(inputs_embeds.shape())));
+    return encode("Bert::forward_embeds", "inputs_embeds", Shape<2>{B, L}, attention_mask, token_type_ids, run,
+                  prefix, [&] { return inputs_embeds; });
+  }
+
+  /// PEFT's input-layer prompt (PROMPT_TUNING, P_TUNING): `prompt` (P, C) shared by the batch, or
+  /// (B, P, C), is put in front of the word embeddings of input_ids (B, T); attention_mask (B, T)
+  /// of 0/1 (or empty: all ones) gets P ones in front, token_type_ids (B, T) (or empty) P zeros;
+  /// positions count the prompt (0 .. P + T - 1, or from run.position_offsets). Returns
+  /// last_hidden_state (B, P + T, C) (the prompt's rows first) and the pooled output of row 0
+  /// (the first virtual token). `prefix` as in forward() (a key/value prefix on top).
+  template <std::size_t PR, class Prefix = NoPrefix>
+  BertOutput<T> forward_with_input_prompt(const Var<T, PR>& prompt, const Tensor<std::int64_t, 2>& input_ids,
+                                          const Tensor<std::int64_t, 2>& attention_mask = {},
+                                          const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
+                                          Prefix&& prefix = Prefix{}) {
+    static_assert(PR == 2 || PR == 3, "Bert::forward_with_input_prompt: the prompt is (P, C) or (B, P, C)");
+    constexpr const char* op = "Bert::forward_with_input_prompt";
+    const index_t B = input_ids.extent(0), L = input_ids.extent(1);
+    if (input_ids.empty() || B < 1 || L < 1)
+      throw ShapeError(detail::cat(op, ": input_ids must be (B, T) with B, T >= 1; got ", shape_str(input_ids.shape())));
+    const index_t P = prompt.extent(PR - 2);
+    bool ok = !prompt.value().empty() && P >= 1 && prompt.extent(PR - 1) == cfg.hidden;
+    if constexpr (PR == 3) ok = ok && prompt.extent(0) == B;
+    if (!ok)
+      throw ShapeError(detail::cat(op, ": the prompt must be (P, ", cfg.hidden, ") or (B, P, ", cfg.hidden,
+                                   ") with P >= 1 for input_ids ", shape_str(input_ids.shape()), "; got ",
+                                   shape_str(prompt.shape())));
+    if (!attention_mask.empty())
+      check_shapes(attention_mask.shape() == input_ids.shape(), op, "attention_mask must be (B, T) as input_ids",
+                   attention_mask.shape(), input_ids.shape());
+    if (!token_type_ids.empty())
+      check_shapes(token_type_ids.shape() == input_ids.shape(), op, "token_type_ids must have input_ids' shape (B, T)",
+                   token_type_ids.shape(), input_ids.shape());
+    auto in_front = [&](const Tensor<std::int64_t, 2>& t, std::int64_t fill) {  // (B, T) -> (B, P + T)
+      Tensor<std::int64_t, 2> out({B, P + L});
+      for (index_t b = 0; b < B; ++b) {
+        for (index_t j = 0; j < P; ++j) out(b, j) = fill;
+        for (index_t j = 0; j < L; ++j) out(b, P + j) = t(b, j);
+      }
+      return out;
+    };
+    const Tensor<std::int64_t, 2> mask = attention_mask.empty() ? Tensor<std::int64_t, 2>() : in_front(attention_mask, 1);
+    const Tensor<std::int64_t, 2> types = token_type_ids.empty() ? Tensor<std::int64_t, 2>() : in_front(token_type_ids, 0);
+    const Var<T, 3> words = embeddings.word_embeddings(input_ids);  // (B, T, C)
+    Var<T, 3> rows;                                                 // (B, P, C)
+    if constexpr (PR == 2) {
+      const Var<T, 3> one = reshape<3>(prompt, Shape<3>{1, P, cfg.hidden});
+      if (B == 1) {
+        rows = one;
+      } else {
+        const std::vector<Var<T, 3>> copies(static_cast<std::size_t>(B), one);
+        rows = concat(std::span<const Var<T, 3>>(copies), 0);
+      }
+    } else {
+      rows = prompt;
     }
-    BertOutput<T> out;
-    out.last_hidden_state = x;
-    if (pooler) out.pooler_output = pooler->forward(x);
-    return out;
+    return encode(op, "the prompt and input_ids", Shape<2>{B, P + L}, mask, types, run, prefix,
+                  [&] { return concat({rows, words}, 1); });
   }
 
   /// The masked-LM logits of hidden states (B, T, C) -> (B, T, V). requires: the model has the head.
@@ -519,6 +582,10 @@ class Bert {
       shapes.emplace(m, AnyTensor<T>{info.shape, Tensor<T, 1>()});
       source.emplace(m, n);
     }
+    for_each_parameter(*this, [&](const std::string& name, auto& p) {  // adapters are not in the file
+      if (is_adapter_name(name))
+        shapes.emplace(name, AnyTensor<T>{std::vector<index_t>(p.shape().begin(), p.shape().end()), Tensor<T, 1>()});
+    });
     try {
       load_state_dict(*this, shapes, strict);  // validates; copies nothing (no data)
     } catch (const Error& e) {
@@ -542,6 +609,7 @@ class Bert {
     StateDict<T> sd;
     const std::string prefix = cls ? "bert." : "";
     for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      if (is_adapter_name(name)) return;
       sd.emplace(name.rfind("cls.", 0) == 0 ? name : prefix + name, AnyTensor<T>::of(p.value()));
     });
     return sd;
@@ -553,6 +621,7 @@ class Bert {
     std::vector<TensorEntry> entries;
     const std::string prefix = cls ? "bert." : "";
     for_each_parameter(*this, [&](const std::string& name, auto& p) {
+      if (is_adapter_name(name)) return;
       entries.push_back(entry(name.rfind("cls.", 0) == 0 ? name : prefix + name, p.value()));
     });
     save_safetensors(file, entries, {{"format", "pt"}});
@@ -633,6 +702,74 @@ class Bert {
                          Cfg::intermediate, ", ", Cfg::vocab, ", ", Cfg::max_positions, ", ", Cfg::type_vocab, ">");
     else
       return "";
+  }
+
+  /// The shared part of the forward passes: sizes (B, T) of the token sequence, the word vectors
+  /// from words() (B, T, C), then the masks, positions, embeddings, layers and pooler.
+  template <class Prefix, class Words>
+  BertOutput<T> encode(const char* op, const char* what, const Shape<2>& ids_shape,
+                       const Tensor<std::int64_t, 2>& attention_mask, const Tensor<std::int64_t, 2>& token_type_ids,
+                       const BertRun& run, Prefix& prefix, Words&& words) {
+    const index_t B = ids_shape[0], L = ids_shape[1];
+    if constexpr (requires { std::size(prefix); }) {
+      if (static_cast<index_t>(std::size(prefix)) != cfg.layers)
+        throw ShapeError(detail::cat(op, ": ", std::size(prefix), " key/value prefixes given for a model of ",
+                                     cfg.layers, " layers"));
+    }
+    KVPrefix<T> first = prefix_at(prefix, 0);
+    const index_t P = first.length();
+    if (!attention_mask.empty() &&
+        !(attention_mask.extent(0) == B && (attention_mask.extent(1) == L || attention_mask.extent(1) == P + L)))
+      check_shapes(false, op,
+                   detail::cat("attention_mask must be (B, T), or (B, P + T) with the prefix, for ", what, " (B, T)"),
+                   attention_mask.shape(), ids_shape);
+    Tensor<std::int64_t, 2> types = token_type_ids;
+    if (types.empty())
+      types = Tensor<std::int64_t, 2>::zeros({B, L});
+    else if (types.shape() != ids_shape)
+      check_shapes(false, op, detail::cat("token_type_ids must have ", what, "' shape (B, T)"), types.shape(),
+                   ids_shape);
+    Generator* gen = run.generator ? run.generator : &generator;
+    // additive mask, (B, T) or (B, P + T); the attention op puts zeros in front for the prefix
+    const Tensor<T, 2> mask = attention_mask.empty() ? Tensor<T, 2>() : deepprompt::attention_mask<T>(attention_mask);
+
+    Var<T, 3> x;  // (B, T, C)
+    if (run.position_offsets.empty()) {
+      const index_t past = run.shift_positions ? P : 0;
+      if (past + L > cfg.max_positions)
+        throw ShapeError(detail::cat(op, ": ", L, " tokens", past ? detail::cat(" after a prefix of ", past) : "",
+                                     " need ", past + L, " positions but the model has max_position_embeddings = ",
+                                     cfg.max_positions));
+      Tensor<std::int64_t, 1> positions({L});  // (T)
+      for (index_t t = 0; t < L; ++t) positions(t) = past + t;
+      x = embeddings.combine(words(), types, positions, gen, run.training);
+    } else {
+      if (static_cast<index_t>(run.position_offsets.size()) != B)
+        throw ShapeError(detail::cat(op, ": ", run.position_offsets.size(), " position offsets for a batch of ", B,
+                                     " rows"));
+      Tensor<std::int64_t, 2> positions({B, L});  // (B, T): row b from its own offset
+      for (index_t b = 0; b < B; ++b) {
+        const index_t off = run.position_offsets[static_cast<std::size_t>(b)];
+        if (off < 0 || off + L > cfg.max_positions)
+          throw ShapeError(detail::cat(op, ": row ", b, " starts at position ", off, " and needs ", off + L,
+                                       " positions but the model has max_position_embeddings = ", cfg.max_positions));
+        for (index_t t = 0; t < L; ++t) positions(b, t) = off + t;
+      }
+      x = embeddings.combine(words(), types, positions, gen, run.training);
+    }
+    for (index_t l = 0; l < cfg.layers; ++l) {
+      const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
+      x = layer.forward(x, mask, l == 0 ? first : prefix_at(prefix, l), gen, run.training);
+    }
+    BertOutput<T> out;
+    out.last_hidden_state = x;
+    if (pooler) out.pooler_output = pooler->forward(x);
+    return out;
+  }
+
+  /// True for the tensors of adapters attached to Linear modules (LoRA's lora_A / lora_B).
+  static bool is_adapter_name(std::string_view name) {
+    return name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight");
   }
 
   template <class Prefix>

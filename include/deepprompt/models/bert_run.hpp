@@ -104,29 +104,47 @@ inline void check_same_shape(const Tensor<std::int64_t, 2>& t, const Tensor<std:
 
 }  // namespace run_detail
 
-/// Runs the BERT checkpoint in `model_dir` on `input_json` and writes `out` (see the top).
-inline void run_bert(const std::filesystem::path& model_dir, const std::filesystem::path& input_json,
-                     const std::filesystem::path& out) {
+/// The inputs of a BERT run: input_ids (B, T), attention_mask and token_type_ids ((B, T) or empty).
+struct BertRunInputs {
+  Tensor<std::int64_t, 2> ids, mask, types;
+};
+
+/// Reads INPUT.json (see the top); FormatError naming the file and the field.
+inline BertRunInputs read_bert_inputs(const std::filesystem::path& input_json) {
   namespace rd = run_detail;
   const auto j = rd::read_input(input_json);
   const std::string src = input_json.string();
   rd::only_keys(j, {"input_ids", "attention_mask", "token_type_ids"}, src, "bert");
-  const auto ids = rd::int_matrix(j, "input_ids", src, true);
-  const auto mask = rd::int_matrix(j, "attention_mask", src, false);
-  const auto types = rd::int_matrix(j, "token_type_ids", src, false);
-  rd::check_same_shape(mask, ids, "attention_mask", src);
-  rd::check_same_shape(types, ids, "token_type_ids", src);
+  BertRunInputs in{rd::int_matrix(j, "input_ids", src, true), rd::int_matrix(j, "attention_mask", src, false),
+                   rd::int_matrix(j, "token_type_ids", src, false)};
+  rd::check_same_shape(in.mask, in.ids, "attention_mask", src);
+  rd::check_same_shape(in.types, in.ids, "token_type_ids", src);
+  return in;
+}
 
-  auto model = DynamicBert<float>::from_pretrained(model_dir);
-  rd::check_range(ids, 0, model.cfg.vocab, "input_ids", src, "vocab_size");
-  if (!mask.empty()) rd::check_range(mask, 0, 2, "attention_mask", src, "0 or 1");
-  if (!types.empty()) rd::check_range(types, 0, model.cfg.type_vocab, "token_type_ids", src, "type_vocab_size");
-  if (ids.extent(1) > model.cfg.max_positions)
-    throw FormatError(detail::cat("input '", src, "': field \"input_ids\": ", ids.extent(1),
+/// Checks the inputs' values against the model (id ranges, 0/1 masks, sequence length);
+/// FormatError naming the file and the field.
+template <class Cfg, class T>
+void check_bert_inputs(const BertRunInputs& in, const Bert<Cfg, T>& model, const std::filesystem::path& input_json) {
+  namespace rd = run_detail;
+  const std::string src = input_json.string();
+  rd::check_range(in.ids, 0, model.cfg.vocab, "input_ids", src, "vocab_size");
+  if (!in.mask.empty()) rd::check_range(in.mask, 0, 2, "attention_mask", src, "0 or 1");
+  if (!in.types.empty()) rd::check_range(in.types, 0, model.cfg.type_vocab, "token_type_ids", src, "type_vocab_size");
+  if (in.ids.extent(1) > model.cfg.max_positions)
+    throw FormatError(detail::cat("input '", src, "': field \"input_ids\": ", in.ids.extent(1),
                                   " tokens per row, more than max_position_embeddings = ", model.cfg.max_positions));
+}
+
+/// Runs the BERT checkpoint in `model_dir` on `input_json` and writes `out` (see the top).
+inline void run_bert(const std::filesystem::path& model_dir, const std::filesystem::path& input_json,
+                     const std::filesystem::path& out) {
+  const BertRunInputs in = read_bert_inputs(input_json);
+  auto model = DynamicBert<float>::from_pretrained(model_dir);
+  check_bert_inputs(in, model, input_json);
 
   NoGradGuard no_grad;
-  const auto o = model.forward(ids, mask, types);
+  const auto o = model.forward(in.ids, in.mask, in.types);
   std::vector<TensorEntry> entries{entry("last_hidden_state", o.last_hidden_state.value())};
   if (model.pooler) entries.push_back(entry("pooler_output", o.pooler_output.value()));
   save_safetensors(out, entries);

@@ -3,18 +3,50 @@
 //   weight (Out, In), bias (Out) (optional: T5 has none).
 // Initialised as Hugging Face's _init_weights: weight ~ Normal(0, std = initializer_range),
 // bias = 0. init_std = 0 gives zeros without drawing (for weights about to be loaded).
+//
+// Optional low-rank update (LoRA; peft/lora.hpp attaches it by module name): while `lora` is
+// present and not merged, forward adds scale * dropout(x) A^T B^T, and visit() names its two
+// parameters lora_A.weight (r, In) and lora_B.weight (Out, r) after weight and bias. Absent, it
+// costs one branch and is invisible in the state dict.
 #include <optional>
 
 #include "../autodiff/parameter.hpp"
 #include "../core/init.hpp"
+#include "../core/rng.hpp"
+#include "../ops/arithmetic.hpp"
+#include "../ops/dropout.hpp"
 #include "../ops/linear.hpp"
 
 namespace deepprompt {
+
+/// A low-rank update of a Linear: y += scale * dropout(x) A^T B^T (Hu et al., PEFT's LoraLayer).
+template <class T = float>
+struct LowRankUpdate {
+  Parameter<T, 2> A;       // (r, In)
+  Parameter<T, 2> B;       // (Out, r)
+  T scale = T(1);          // lora_alpha / r (or / sqrt(r) with rsLoRA)
+  double dropout = 0.0;    // on the update's input while training
+  bool training = false;   // dropout on; set per model (peft/lora.hpp: set_lora_training)
+  bool merged = false;     // the update has been added to the weight: forward skips it
+  Tensor<T, 2> original{};  // while merged: the weight before merging (unmerge restores it exactly)
+  mutable Generator generator{};  // dropout's stream
+
+  index_t rank() const { return A.shape()[0]; }
+
+  /// y + scale * (dropout(x) A^T) B^T.  x: (..., In), y: (..., Out).
+  template <std::size_t R>
+  Var<T, R> apply(const Var<T, R>& x, const Var<T, R>& y) const {
+    const Var<T, R> in =
+        training && dropout > 0.0 ? deepprompt::dropout(x, static_cast<T>(dropout), generator, true) : x;
+    return add(y, deepprompt::scale(linear(linear(in, A.var()), B.var()), scale));
+  }
+};
 
 template <class T = float>
 struct Linear {
   Parameter<T, 2> weight;               // (Out, In)
   std::optional<Parameter<T, 1>> bias;  // (Out), absent for bias-free layers
+  std::optional<LowRankUpdate<T>> lora;  // LoRA, absent unless attached
 
   Linear() = default;
   /// requires: out, in >= 0.
@@ -33,7 +65,8 @@ struct Linear {
   /// x: (..., In) -> (..., Out).
   template <std::size_t R>
   Var<T, R> forward(const Var<T, R>& x) const {
-    return bias ? linear(x, weight.var(), bias->var()) : linear(x, weight.var());
+    Var<T, R> y = bias ? linear(x, weight.var(), bias->var()) : linear(x, weight.var());
+    return lora && !lora->merged ? lora->apply(x, y) : y;
   }
   template <std::size_t R>
   Var<T, R> operator()(const Var<T, R>& x) const {
@@ -44,6 +77,10 @@ struct Linear {
   void visit(V&& v) {
     v("weight", weight);
     v("bias", bias);
+    if (lora) {
+      v("lora_A.weight", lora->A);
+      v("lora_B.weight", lora->B);
+    }
   }
 };
 
