@@ -1,0 +1,755 @@
+// P-Tuning v2 training step against a full fine-tuning step, and the hidden-state deep prompt
+// through the prefix path against the literal "concatenate, run the layer, slice" computation,
+// on BERT shapes (random weights, Hugging Face initialisation; no checkpoint needed).
+//
+//   deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden] [--rounds 1] [--batch 8] [--seq 128]
+//       [--layers 12] [--hidden 768] [--heads 12] [--ffn 3072] [--vocab 30522] [--prefix 100]
+//       [--labels 2] [--dropout 0.1] [--prefix-dropout 0] [--runs 3] [--warmup 1] [--threads 2]
+//       [--seed 0] [--unfreeze GLOB]                  (flags as "--name value" or "--name=value")
+//
+// --unfreeze GLOB is the self-test of the GEMM check below: it makes the backbone parameters
+// whose names match GLOB (e.g. encoder.layer.5.intermediate.dense.weight) trainable in ptv2,
+// whose weight-gradient GEMM then runs, and the bench must exit with status 1.
+//
+// Workloads (one JSON line each on stdout; notes on stderr):
+//   ptv2    P-Tuning v2 step: the backbone (pooler included) frozen, a DeepPrompt of --prefix
+//           key/value tokens per layer (PEFT's layout, no reparameterisation), a trainable
+//           classification head (dropout + Linear(hidden, labels)) on the pooled output,
+//           cross-entropy, backward, AdamW (lr 1e-2, Hugging Face's weight-decay split).
+//   full    Full fine-tuning step: the same model and loss, everything trainable, no prefix,
+//           AdamW (lr 2e-5).
+//   hidden  The seed's hidden-state deep prompt (HiddenPrompt: --prefix hidden vectors per layer,
+//           through each layer's own key/value projections) against the literal computation
+//           (concatenate them to the layer's input, run the whole layer, drop their rows);
+//           forward + backward to the prompts, backbone and head frozen, dropout off (both paths
+//           then compute the same function, and the bench checks that they agree).
+//   all     (default) runs ptv2, full and hidden, each in its own process (so that peak RSS,
+//           getrusage's ru_maxrss, is per workload), echoes their lines and adds a
+//           "ptv2-vs-full" line with the time ratio (the target: <= 0.70). With
+//           --rounds R the ptv2 / full pair runs R times, alternating, and the ratio is taken
+//           between each workload's least disturbed round (lowest median); round_ratios lists
+//           every round's ratio.
+//   pair    as all, without hidden.
+//
+// The batch: --batch rows of --seq tokens, row b having seq - b * (seq / batch) real tokens
+// ([CLS] random-ids [SEP], then padding): 128, 112, ..., 16 for 8 x 128. Training mode
+// (dropout --dropout on hidden states and attention probabilities) for ptv2 and full.
+//
+// GEMM accounting (cpu::counters(): every cpu::gemm call, the fused attention's per-block GEMMs
+// included): for ptv2 and full the bench computes the calls and flops the step must make,
+// forward and backward apart, from the shapes and from what needs a gradient, and compares them
+// with the counters. The frozen step's backward must run only input-gradient GEMMs: for
+// layers 1..L-1 the 6 weight matrices' dX, for layer 0 only attention.output / intermediate /
+// output dX (its query/key/value read the frozen embeddings: nothing to propagate), the
+// pooler's dX, and the head's dX and dW. A weight-gradient GEMM of any of the 6L + 1 frozen
+// matrices would add a call (and 2*rows*out*in flops) to the measured backward: the process then
+// exits with status 1. (Parameters that are frozen have no gradient buffer at all, so ops/linear
+// cannot run that GEMM; the count proves it end to end.)
+//
+// Timing: wall clock of each step after --warmup untimed steps; median, min and max over --runs,
+// with the forward / backward / optimiser parts. The machine may be shared: each line gives the
+// load average at its start and "others_cpu", the share of all CPU time that other processes
+// took during the timed steps (/proc/stat minus this process's own CPU time).
+#include <deepprompt/deepprompt.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace dp = deepprompt;
+namespace cpu = deepprompt::cpu;
+using dp::index_t;
+using dp::Tensor;
+using dp::Var;
+using json = nlohmann::json;
+
+// --- options ---------------------------------------------------------------------------------
+
+struct Options {
+  std::string workload = "all";
+  index_t batch = 8, seq = 128, layers = 12, hidden = 768, heads = 12, ffn = 3072, vocab = 30522, prefix = 100,
+          labels = 2;
+  double dropout = 0.1, prefix_dropout = 0.0;
+  int runs = 3, warmup = 1, threads = 2, rounds = 1;
+  std::uint64_t seed = 0;
+  std::string unfreeze;  // self-test of the GEMM check: backbone parameters to unfreeze in ptv2
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::fprintf(stderr,
+               "deepprompt-bench-peft: %s\n"
+               "usage: deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden] [--rounds N] [--batch N]\n"
+               "         [--seq N] [--layers N] [--hidden N] [--heads N] [--ffn N] [--vocab N] [--prefix N]\n"
+               "         [--labels N] [--dropout P] [--prefix-dropout P] [--runs N] [--warmup N] [--threads N]\n"
+               "         [--seed N] [--unfreeze GLOB]\n",
+               msg.c_str());
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], v;
+    if (a.rfind("--", 0) != 0) usage("unexpected argument '" + a + "'");
+    if (const auto eq = a.find('='); eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) usage("flag " + a + " needs a value");
+      v = argv[++i];
+    }
+    auto integer = [&](auto& out, long long lo) {
+      char* end = nullptr;
+      const long long x = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || x < lo) usage("flag " + a + ": bad value '" + v + "'");
+      out = static_cast<std::remove_reference_t<decltype(out)>>(x);
+    };
+    auto real = [&](double& out) {
+      char* end = nullptr;
+      out = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(out >= 0 && out < 1)) usage("flag " + a + ": bad value '" + v + "'");
+    };
+    if (a == "--workload") {
+      if (v != "all" && v != "pair" && v != "ptv2" && v != "full" && v != "hidden") usage("unknown workload '" + v + "'");
+      o.workload = v;
+    } else if (a == "--batch") integer(o.batch, 1);
+    else if (a == "--seq") integer(o.seq, 2);
+    else if (a == "--layers") integer(o.layers, 1);
+    else if (a == "--hidden") integer(o.hidden, 1);
+    else if (a == "--heads") integer(o.heads, 1);
+    else if (a == "--ffn") integer(o.ffn, 1);
+    else if (a == "--vocab") integer(o.vocab, 200);
+    else if (a == "--prefix") integer(o.prefix, 1);
+    else if (a == "--labels") integer(o.labels, 2);
+    else if (a == "--dropout") real(o.dropout);
+    else if (a == "--prefix-dropout") real(o.prefix_dropout);
+    else if (a == "--runs") integer(o.runs, 1);
+    else if (a == "--rounds") integer(o.rounds, 1);
+    else if (a == "--warmup") integer(o.warmup, 0);
+    else if (a == "--threads") integer(o.threads, 1);
+    else if (a == "--seed") integer(o.seed, 0);
+    else if (a == "--unfreeze") o.unfreeze = v;
+    else usage("unknown flag " + a);
+  }
+  if (o.hidden % o.heads != 0) usage("--heads must divide --hidden");
+  return o;
+}
+
+/// The flags that reproduce `o` for one workload (the "all" driver passes them to its children).
+std::string child_flags(const Options& o, const std::string& workload) {
+  std::ostringstream s;
+  s << " --workload " << workload << " --batch " << o.batch << " --seq " << o.seq << " --layers " << o.layers
+    << " --hidden " << o.hidden << " --heads " << o.heads << " --ffn " << o.ffn << " --vocab " << o.vocab
+    << " --prefix " << o.prefix << " --labels " << o.labels << " --dropout " << o.dropout << " --prefix-dropout "
+    << o.prefix_dropout << " --runs " << o.runs << " --warmup " << o.warmup << " --threads " << o.threads
+    << " --seed " << o.seed;
+  if (!o.unfreeze.empty()) s << " --unfreeze '" << o.unfreeze << "'";
+  return s.str();
+}
+
+json shape_json(const Options& o) {
+  return {{"batch", o.batch}, {"seq", o.seq},       {"layers", o.layers}, {"hidden", o.hidden},
+          {"heads", o.heads}, {"ffn", o.ffn},       {"vocab", o.vocab},   {"prefix", o.prefix},
+          {"labels", o.labels}, {"threads", o.threads}, {"runs", o.runs}, {"warmup", o.warmup}};
+}
+
+// --- the machine -----------------------------------------------------------------------------
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+std::array<double, 3> load_average() {
+  std::array<double, 3> l{0, 0, 0};
+  std::ifstream f("/proc/loadavg");
+  f >> l[0] >> l[1] >> l[2];
+  return l;
+}
+
+/// CPU time of the whole machine (busy and total, in clock ticks) and of this process.
+struct CpuSample {
+  double busy = 0, total = 0, self = 0;
+  static CpuSample now() {
+    CpuSample s;
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+    f >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+    s.busy = user + nice + system + irq + softirq + steal;
+    s.total = s.busy + idle + iowait;
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    const double secs = static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                        1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+    s.self = secs * static_cast<double>(sysconf(_SC_CLK_TCK));
+    return s;
+  }
+};
+
+/// The share of all CPU time between a and b that other processes used.
+double others_share(const CpuSample& a, const CpuSample& b) {
+  const double total = b.total - a.total;
+  if (total <= 0) return 0;
+  return std::clamp((b.busy - a.busy - (b.self - a.self)) / total, 0.0, 1.0);
+}
+
+/// CPU time of this process (all threads), in milliseconds.
+double process_cpu_ms() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return 1e3 * static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-3 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+std::string omp_wait_policy() {
+  const char* p = std::getenv("OMP_WAIT_POLICY");
+  return p ? p : "unset";
+}
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
+}
+double round3(double x) { return std::round(x * 1000.0) / 1000.0; }
+json stats_json(const std::vector<double>& v) {
+  const Stats s = stats(v);
+  return {{"median", round3(s.median)}, {"min", round3(s.min)}, {"max", round3(s.max)}};
+}
+
+struct Gemms {
+  long long calls = 0, flops = 0;
+  static Gemms now() {
+    return {cpu::counters().gemm_calls.load(), cpu::counters().gemm_flops.load()};
+  }
+  Gemms operator-(const Gemms& o) const { return {calls - o.calls, flops - o.flops}; }
+  Gemms& operator+=(const Gemms& o) {
+    calls += o.calls, flops += o.flops;
+    return *this;
+  }
+  bool operator==(const Gemms&) const = default;
+};
+json gemms_json(const Gemms& g) { return {{"calls", g.calls}, {"gflop", round3(1e-9 * double(g.flops))}}; }
+
+// --- the data --------------------------------------------------------------------------------
+
+struct Batch {
+  Tensor<std::int64_t, 2> ids, mask, types;  // (B, T)
+  Tensor<std::int64_t, 1> labels;            // (B)
+  std::vector<index_t> lengths;
+};
+
+Batch make_batch(const Options& o) {
+  Batch b{Tensor<std::int64_t, 2>::zeros({o.batch, o.seq}), Tensor<std::int64_t, 2>::zeros({o.batch, o.seq}),
+          Tensor<std::int64_t, 2>::zeros({o.batch, o.seq}), Tensor<std::int64_t, 1>::zeros({o.batch}), {}};
+  std::mt19937_64 rng(o.seed + 7);
+  std::uniform_int_distribution<std::int64_t> token(std::min<index_t>(1000, o.vocab / 2), o.vocab - 1), label(0, o.labels - 1);
+  const index_t step = o.seq / o.batch;
+  for (index_t r = 0; r < o.batch; ++r) {
+    const index_t len = std::max<index_t>(2, o.seq - r * step);
+    b.lengths.push_back(len);
+    for (index_t t = 0; t < len; ++t) {
+      b.ids(r, t) = t == 0 ? 101 : t == len - 1 ? 102 : token(rng);  // [CLS] ... [SEP]
+      b.mask(r, t) = 1;
+    }
+    b.labels(r) = label(rng);
+  }
+  return b;
+}
+
+dp::BertDynamicConfig bert_config(const Options& o) {
+  dp::BertDynamicConfig c;
+  c.layers = o.layers, c.hidden = o.hidden, c.heads = o.heads, c.intermediate = o.ffn, c.vocab = o.vocab;
+  c.max_positions = std::max<index_t>(512, o.prefix + o.seq);
+  c.hidden_dropout_prob = c.attention_probs_dropout_prob = o.dropout;
+  return c;
+}
+
+/// BertForSequenceClassification's head: dropout on the pooled output, then a Linear.
+struct ClassifierHead {
+  dp::Dropout dropout;
+  dp::Linear<float> classifier;
+
+  ClassifierHead(const Options& o, dp::Generator& gen)
+      : dropout(o.dropout), classifier(o.labels, o.hidden, true, gen, 0.02) {}
+  Var<float, 2> forward(const Var<float, 2>& pooled, dp::Generator* gen, bool training) const {
+    return classifier(dropout.forward(pooled, gen, training));
+  }
+  template <class V>
+  void visit(V&& v) {
+    v("classifier", classifier);
+  }
+};
+
+// --- expected GEMMs --------------------------------------------------------------------------
+
+/// What a training step's GEMMs must be, from the shapes and from what needs a gradient
+/// (ops/linear.hpp and backend/cpu/attention_kernels.hpp: which GEMM runs when).
+struct Expected {
+  Gemms forward, backward;
+  Gemms frozen_weight_grads;  // the weight-gradient GEMMs of frozen matrices (skipped)
+  long long frozen_matrices = 0;
+  // the backward calls by kind
+  long long linear_input_grads = 0, linear_weight_grads = 0, attention = 0;
+};
+
+Expected expected_gemms(const Options& o, bool backbone_trainable, index_t P) {
+  const long long B = o.batch, T = o.seq, C = o.hidden, H = o.heads, D = C / H, F = o.ffn, N = o.labels;
+  const long long rows = B * T;
+  Expected e;
+  auto add = [](Gemms& g, long long M, long long Nn, long long K) {
+    g.calls += 1;
+    g.flops += 2 * M * Nn * K;
+  };
+  // a Linear (out, in) on `r` rows: forward, then dX / dW as needed
+  auto linear = [&](long long r, long long out, long long in, bool x_grad, bool trainable) {
+    add(e.forward, r, out, in);
+    if (x_grad) add(e.backward, r, in, out), ++e.linear_input_grads;
+    if (trainable)
+      add(e.backward, out, in, r), ++e.linear_weight_grads;
+    else
+      add(e.frozen_weight_grads, out, in, r), ++e.frozen_matrices;
+  };
+  auto attn = [&](long long M, long long Nn, long long K) {  // a backward GEMM of the fused attention
+    add(e.backward, M, Nn, K);
+    ++e.attention;
+  };
+  const bool prefix_grad = P > 0;  // the prompt is trainable
+  for (index_t l = 0; l < o.layers; ++l) {
+    // the layer's input needs a gradient if anything before it is trainable
+    const bool x_grad = backbone_trainable || (prefix_grad && l > 0);
+    for (int m = 0; m < 3; ++m) linear(rows, C, C, x_grad, backbone_trainable);  // query, key, value
+    const bool qkv_grad = x_grad || backbone_trainable;
+    // fused attention, per (b, h) pair and block of 64 queries
+    const bool backward = qkv_grad || prefix_grad;
+    for (long long i0 = 0; i0 < T; i0 += 64) {
+      const long long r = std::min<long long>(64, T - i0);
+      for (long long pair = 0; pair < B * H; ++pair) {
+        if (P > 0) add(e.forward, r, P, D);  // scores on the prefix keys
+        add(e.forward, r, T, D);             // scores on the real keys
+        add(e.forward, r, D, P);             // probabilities x prefix values (called with K = 0 too)
+        add(e.forward, r, D, T);             // probabilities x values
+        if (!backward) continue;
+        if (P > 0) attn(r, P, D);  // recomputed scores
+        attn(r, T, D);
+        // dO V'^T (needed for dq, dk or the prefix keys' gradient)
+        if (P > 0) attn(r, P, D);
+        attn(r, T, D);
+        if (prefix_grad && P > 0) attn(P, D, r);  // d prefix values
+        if (qkv_grad) attn(T, D, r);               // dv
+        if (qkv_grad) {                            // dq
+          if (P > 0) attn(r, D, P);
+          attn(r, D, T);
+        }
+        if (prefix_grad && P > 0) attn(P, D, r);  // d prefix keys
+        if (qkv_grad) attn(T, D, r);               // dk
+      }
+    }
+    const bool ctx_grad = backward;
+    linear(rows, C, C, ctx_grad, backbone_trainable);  // attention.output.dense
+    linear(rows, F, C, ctx_grad, backbone_trainable);  // intermediate.dense
+    linear(rows, C, F, ctx_grad, backbone_trainable);  // output.dense
+  }
+  linear(B, C, C, true, backbone_trainable);  // pooler.dense (its input needs a gradient)
+  linear(B, N, C, true, true);                // the classifier head (trainable)
+  return e;
+}
+
+json check_json(const Gemms& measured, const Gemms& expected) {
+  return {{"measured", gemms_json(measured)},
+          {"expected", gemms_json(expected)},
+          {"measured_flops", measured.flops},
+          {"expected_flops", expected.flops},
+          {"match", measured == expected}};
+}
+
+// --- ptv2 and full -----------------------------------------------------------------------------
+
+int run_training(const Options& o, bool prompted) {
+  const char* name = prompted ? "ptv2-step" : "full-step";
+  const auto load = load_average();
+  const Batch batch = make_batch(o);
+  dp::BertInit init;
+  init.seed = o.seed;
+  dp::Generator head_gen(o.seed + 3), drop_gen(o.seed + 4);
+  ClassifierHead head(o, head_gen);
+  using Prompt = dp::DynamicDeepPrompt<float>;
+  std::optional<dp::PromptedBert<dp::BertDynamicConfig, Prompt>> ptv2;
+  std::optional<dp::DynamicBert<float>> full;
+  std::vector<dp::ParamRef<float>> params;
+  if (prompted) {
+    dp::DeepPromptOptions po;
+    po.seed = o.seed + 5;
+    po.prefix_dropout = o.prefix_dropout;
+    ptv2.emplace(dp::DynamicBert<float>(bert_config(o), init), Prompt({o.layers, o.prefix, o.hidden}, po));
+    if (!o.unfreeze.empty())
+      std::fprintf(stderr, "ptv2-step: --unfreeze '%s': %d backbone parameters made trainable (the GEMM check must fail)\n",
+                   o.unfreeze.c_str(), dp::unfreeze(ptv2->bert, o.unfreeze));
+    params = dp::trainable_parameters<float>(*ptv2);
+  } else {
+    full.emplace(bert_config(o), init);
+    params = dp::trainable_parameters<float>(*full);
+  }
+  for (auto& p : dp::trainable_parameters<float>(head, "classifier_head.")) params.push_back(std::move(p));
+  const index_t total_params =
+      (prompted ? dp::parameter_count(*ptv2) : dp::parameter_count(*full)) + dp::parameter_count(head);
+  index_t trainable = 0;
+  for (const auto& p : params) trainable += p.size;
+  dp::AdamWOptions ao;
+  ao.lr = prompted ? 1e-2 : 2e-5;
+  ao.weight_decay = 0.01;
+  dp::AdamW<float> opt(dp::split_weight_decay(params), ao);
+
+  std::vector<double> step_ms, fwd_ms, bwd_ms, opt_ms, cpu_ms, others;
+  Gemms fwd_g, bwd_g, opt_g;
+  double loss_first = 0, loss_last = 0;
+  for (int it = 0; it < o.warmup + o.runs; ++it) {
+    const bool timed = it >= o.warmup;
+    const CpuSample c0 = CpuSample::now();
+    const double cpu0 = process_cpu_ms();
+    const auto t0 = Clock::now();
+    const Gemms g0 = Gemms::now();
+    opt.zero_grad();
+    const dp::BertRun run{.training = true, .shift_positions = true, .generator = &drop_gen};
+    dp::BertOutput<float> out = prompted ? ptv2->forward(batch.ids, batch.mask, {}, run)
+                                         : full->forward(batch.ids, batch.mask, {}, run);
+    Var<float, 0> loss = dp::cross_entropy(head.forward(out.pooler_output, &drop_gen, true), batch.labels);
+    const double t_fwd = ms_since(t0);
+    const Gemms g1 = Gemms::now();
+    loss.backward();
+    const double t_bwd = ms_since(t0);
+    const Gemms g2 = Gemms::now();
+    opt.step();
+    const double t_all = ms_since(t0);
+    const Gemms g3 = Gemms::now();
+    const double cpu1 = process_cpu_ms();
+    const CpuSample c1 = CpuSample::now();
+    const double lv = static_cast<double>(loss.value().item());
+    if (it == 0) loss_first = lv;
+    loss_last = lv;
+    if (!timed) continue;
+    step_ms.push_back(t_all);
+    fwd_ms.push_back(t_fwd);
+    bwd_ms.push_back(t_bwd - t_fwd);
+    opt_ms.push_back(t_all - t_bwd);
+    cpu_ms.push_back(cpu1 - cpu0);
+    others.push_back(others_share(c0, c1));
+    fwd_g = g1 - g0, bwd_g = g2 - g1, opt_g = g3 - g2;  // the same every step
+    std::fprintf(stderr, "%s: step %d: %.1f ms (forward %.1f, backward %.1f, AdamW %.1f), loss %.4f\n", name,
+                 it - o.warmup, t_all, t_fwd, t_bwd - t_fwd, t_all - t_bwd, lv);
+  }
+
+  const Expected e = expected_gemms(o, !prompted, prompted ? o.prefix : 0);
+  Gemms step_g = fwd_g;
+  step_g += bwd_g;
+  step_g += opt_g;
+  const bool fwd_ok = fwd_g == e.forward, bwd_ok = bwd_g == e.backward, opt_ok = opt_g == Gemms{};
+  // Frozen weight-gradient GEMMs that ran: what the backward did beyond its input-gradient GEMMs
+  // (and, for the trainable weights, their weight-gradient GEMMs). 0 when the count matches.
+  const long long extra_calls = bwd_g.calls - e.backward.calls;
+  const double med = stats(step_ms).median;
+  json j;
+  j["workload"] = name;
+  j["shape"] = shape_json(o);
+  j["ms"] = stats_json(step_ms);
+  j["forward_ms"] = stats_json(fwd_ms);
+  j["backward_ms"] = stats_json(bwd_ms);
+  j["optimizer_ms"] = stats_json(opt_ms);
+  j["cpu_ms"] = stats_json(cpu_ms);
+  j["gemm_calls"] = step_g.calls;
+  j["gemm_gflop"] = round3(1e-9 * double(step_g.flops));
+  j["gflop_per_s"] = round3(1e-9 * double(step_g.flops) / (med * 1e-3));
+  j["gemm_forward"] = check_json(fwd_g, e.forward);
+  j["gemm_backward"] = check_json(bwd_g, e.backward);
+  j["gemm_backward"]["expected_by_kind"] = {{"linear_input_grad", e.linear_input_grads},
+                                            {"linear_weight_grad", e.linear_weight_grads},
+                                            {"attention", e.attention}};
+  j["gemm_optimizer_calls"] = opt_g.calls;
+  if (prompted) {
+    j["frozen_weight_matrices"] = e.frozen_matrices;
+    j["frozen_weight_grad_gemms_skipped"] = gemms_json(e.frozen_weight_grads);
+    j["frozen_weight_grad_gemms_ran"] = std::max<long long>(0, extra_calls);
+  }
+  j["params_total"] = total_params;
+  j["params_trainable"] = trainable;
+  j["loss_first"] = round3(loss_first);
+  j["loss_last"] = round3(loss_last);
+  j["peak_rss_mib"] = std::round(peak_rss_mib());
+  j["loadavg_start"] = load;
+  j["others_cpu"] = round3(stats(others).median);
+  j["omp_wait_policy"] = omp_wait_policy();
+  j["ok"] = fwd_ok && bwd_ok && opt_ok;
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+  if (!(fwd_ok && bwd_ok && opt_ok)) {
+    std::fprintf(stderr,
+                 "%s: GEMM accounting FAILED: forward %lld calls / %lld flops (expected %lld / %lld), backward %lld / "
+                 "%lld (expected %lld / %lld), optimizer %lld calls\n",
+                 name, fwd_g.calls, fwd_g.flops, e.forward.calls, e.forward.flops, bwd_g.calls, bwd_g.flops,
+                 e.backward.calls, e.backward.flops, opt_g.calls);
+    if (prompted && extra_calls > 0)
+      std::fprintf(stderr, "%s: %lld GEMMs beyond the input-gradient ones ran in the frozen backward\n", name,
+                   extra_calls);
+    return 1;
+  }
+  return 0;
+}
+
+// --- the hidden-state form ---------------------------------------------------------------------
+
+double max_abs(const Tensor<float, 3>& a) {
+  double m = 0;
+  for (index_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a.data()[i])));
+  return m;
+}
+template <std::size_t R>
+double max_abs_diff(const Tensor<float, R>& a, const Tensor<float, R>& b) {
+  double m = 0;
+  for (index_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a.data()[i]) - double(b.data()[i])));
+  return m;
+}
+
+int run_hidden(const Options& o) {
+  const auto load = load_average();
+  const Batch batch = make_batch(o);
+  dp::BertInit init;
+  init.seed = o.seed;
+  dp::DynamicBert<float> bert(bert_config(o), init);
+  dp::freeze(bert);
+  dp::Generator head_gen(o.seed + 3);
+  ClassifierHead head(o, head_gen);
+  dp::freeze(head);
+  dp::HiddenPromptOptions ho;
+  ho.seed = o.seed + 5;
+  dp::HiddenPrompt<dp::dynamic, dp::dynamic, dp::dynamic, float> hp({o.layers, o.prefix, o.hidden}, ho);
+  const index_t B = o.batch, T = o.seq, P = o.prefix;
+
+  // the literal computation's mask: the P prompt rows are attended by everyone
+  Tensor<std::int64_t, 2> ext({B, P + T});
+  for (index_t b = 0; b < B; ++b)
+    for (index_t j = 0; j < P + T; ++j) ext(b, j) = j < P ? 1 : batch.mask(b, j - P);
+  const Tensor<float, 2> mask_ext = dp::attention_mask<float>(ext);
+  const dp::Tensor<std::int64_t, 2> types = Tensor<std::int64_t, 2>::zeros({B, T});
+
+  // forward + backward to the prompts; returns the logits
+  auto via_prefix = [&]() {
+    auto out = dp::forward_with_prompt(bert, hp, batch.ids, batch.mask, {}, {.training = false});
+    auto logits = head.forward(out.pooler_output, nullptr, false);
+    dp::cross_entropy(logits, batch.labels).backward();
+    return logits.value().clone();
+  };
+  auto literal = [&]() {
+    Var<float, 3> x = bert.embeddings.forward(batch.ids, types, 0, nullptr, false);  // positions 0..T-1
+    for (index_t l = 0; l < o.layers; ++l) {
+      auto cat = dp::concat<float, 3>({dp::repeat_rows(hp.hidden_rows(l), B), x}, 1);  // (B, P + T, C)
+      x = dp::slice(bert.encoder.layer[std::size_t(l)].forward(cat, mask_ext, {}, nullptr, false), 1, P, P + T);
+    }
+    auto logits = head.forward(bert.pooler->forward(x), nullptr, false);
+    dp::cross_entropy(logits, batch.labels).backward();
+    return logits.value().clone();
+  };
+
+  // agreement (first pass, untimed)
+  hp.prompt.zero_grad();
+  const auto logits_a = via_prefix();
+  const auto grad_a = hp.prompt.grad().clone();
+  hp.prompt.zero_grad();
+  const auto logits_b = literal();
+  const auto grad_b = hp.prompt.grad().clone();
+  const double d_logits = max_abs_diff(logits_a, logits_b);
+  const double d_grad = max_abs_diff(grad_a, grad_b) / std::max(1e-30, max_abs(grad_b));
+
+  std::vector<double> prefix_ms, literal_ms, prefix_cpu, literal_cpu, others;
+  Gemms g_prefix, g_literal;
+  for (int it = 0; it < o.warmup + o.runs; ++it) {
+    const CpuSample c0 = CpuSample::now();
+    hp.prompt.zero_grad();
+    Gemms g0 = Gemms::now();
+    double cpu0 = process_cpu_ms();
+    auto t0 = Clock::now();
+    via_prefix();
+    const double a = ms_since(t0), a_cpu = process_cpu_ms() - cpu0;
+    Gemms g1 = Gemms::now();
+    hp.prompt.zero_grad();
+    cpu0 = process_cpu_ms();
+    t0 = Clock::now();
+    literal();
+    const double b = ms_since(t0), b_cpu = process_cpu_ms() - cpu0;
+    Gemms g2 = Gemms::now();
+    const CpuSample c1 = CpuSample::now();
+    if (it < o.warmup) continue;
+    prefix_ms.push_back(a);
+    literal_ms.push_back(b);
+    prefix_cpu.push_back(a_cpu);
+    literal_cpu.push_back(b_cpu);
+    others.push_back(others_share(c0, c1));
+    g_prefix = g1 - g0, g_literal = g2 - g1;
+    std::fprintf(stderr, "hidden-form: run %d: prefix path %.1f ms, literal %.1f ms\n", it - o.warmup, a, b);
+  }
+  const bool agree = d_logits < 1e-3 && d_grad < 1e-3;
+  json j;
+  j["workload"] = "hidden-form";
+  j["shape"] = shape_json(o);
+  j["prefix_path_ms"] = stats_json(prefix_ms);
+  j["literal_ms"] = stats_json(literal_ms);
+  j["speedup"] = round3(stats(literal_ms).median / stats(prefix_ms).median);
+  j["prefix_path_cpu_ms"] = stats_json(prefix_cpu);
+  j["literal_cpu_ms"] = stats_json(literal_cpu);
+  j["cpu_speedup"] = round3(stats(literal_cpu).median / stats(prefix_cpu).median);
+  j["prefix_path_gemm"] = gemms_json(g_prefix);
+  j["literal_gemm"] = gemms_json(g_literal);
+  j["prefix_path_gflop_per_s"] = round3(1e-9 * double(g_prefix.flops) / (stats(prefix_ms).median * 1e-3));
+  j["literal_gflop_per_s"] = round3(1e-9 * double(g_literal.flops) / (stats(literal_ms).median * 1e-3));
+  j["max_abs_diff_logits"] = d_logits;
+  j["max_rel_diff_prompt_grad"] = d_grad;
+  j["peak_rss_mib"] = std::round(peak_rss_mib());
+  j["loadavg_start"] = load;
+  j["others_cpu"] = round3(stats(others).median);
+  j["omp_wait_policy"] = omp_wait_policy();
+  j["ok"] = agree;
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+  if (!agree) {
+    std::fprintf(stderr, "hidden-form: the prefix path and the literal computation disagree (logits %g, gradient %g)\n",
+                 d_logits, d_grad);
+    return 1;
+  }
+  return 0;
+}
+
+// --- all: one process per workload -----------------------------------------------------------
+
+std::string self_exe() {
+  std::vector<char> buf(4096);
+  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
+  return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+/// Runs one workload in a child process; returns its JSON line (null on failure) and sets rc.
+json run_child(const Options& o, const std::string& workload, int& rc) {
+  const std::string cmd = "'" + self_exe() + "'" + child_flags(o, workload);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("popen failed: " + cmd);
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), p)) out += buf.data();
+  const int status = pclose(p);
+  rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  json line;
+  std::istringstream lines(out);
+  for (std::string s; std::getline(lines, s);) {
+    if (s.empty()) continue;
+    std::printf("%s\n", s.c_str());
+    std::fflush(stdout);
+    if (s.front() == '{') line = json::parse(s, nullptr, false);
+  }
+  if (rc != 0) std::fprintf(stderr, "workload %s exited with status %d\n", workload.c_str(), rc);
+  return line;
+}
+
+int run_all(const Options& o) {
+  // The pair alternates, so that a disturbance hits both alike; per workload, the round with the
+  // lowest median is the least disturbed one, and the ratio is taken between those.
+  int rc = 0;
+  std::vector<json> ptv2s, fulls;
+  std::vector<double> round_ratios;
+  for (int r = 0; r < o.rounds; ++r) {
+    int rc_a = 0, rc_b = 0;
+    const json a = run_child(o, "ptv2", rc_a);
+    const json b = run_child(o, "full", rc_b);
+    rc |= rc_a | rc_b;
+    if (!a.is_object() || !b.is_object()) continue;
+    ptv2s.push_back(a);
+    fulls.push_back(b);
+    round_ratios.push_back(round3(double(a["ms"]["median"]) / double(b["ms"]["median"])));
+  }
+  if (o.workload == "all") {
+    int rc_h = 0;
+    run_child(o, "hidden", rc_h);
+    rc |= rc_h;
+  }
+  if (!ptv2s.empty()) {
+    auto best = [](const std::vector<json>& v) {
+      return *std::min_element(v.begin(), v.end(), [](const json& x, const json& y) {
+        return double(x["ms"]["median"]) < double(y["ms"]["median"]);
+      });
+    };
+    auto min_ms = [](const std::vector<json>& v) {
+      double m = 1e300;
+      for (const auto& x : v) m = std::min(m, double(x["ms"]["min"]));
+      return m;
+    };
+    const json a = best(ptv2s), b = best(fulls);
+    const double ta = a["ms"]["median"], tb = b["ms"]["median"];
+    auto ratio = [&](const char* key) { return round3(double(a[key]["median"]) / double(b[key]["median"])); };
+    json j;
+    j["workload"] = "ptv2-vs-full";
+    j["time_ratio"] = round3(ta / tb);
+    j["target"] = 0.70;
+    j["meets_target"] = ta / tb <= 0.70;
+    j["ptv2_ms"] = round3(ta);
+    j["full_ms"] = round3(tb);
+    j["time_ratio_of_min"] = round3(min_ms(ptv2s) / min_ms(fulls));
+    j["rounds"] = o.rounds;
+    j["round_ratios"] = round_ratios;
+    j["forward_ratio"] = ratio("forward_ms");
+    j["backward_ratio"] = ratio("backward_ms");
+    j["cpu_time_ratio"] = ratio("cpu_ms");
+    j["gemm_gflop_ratio"] = round3(double(a["gemm_gflop"]) / double(b["gemm_gflop"]));
+    j["peak_rss_ratio"] = round3(double(a["peak_rss_mib"]) / double(b["peak_rss_mib"]));
+    j["others_cpu"] = {a["others_cpu"], b["others_cpu"]};
+    long long ran = 0;
+    for (const auto& x : ptv2s) ran += x.value("frozen_weight_grad_gemms_ran", 0LL);
+    j["frozen_weight_grad_gemms_ran"] = ran;
+    j["ok"] = rc == 0;
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return rc ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    if (o.workload == "all" || o.workload == "pair") return run_all(o);
+    cpu::set_num_threads(o.threads);
+    if (o.workload == "ptv2") return run_training(o, true);
+    if (o.workload == "full") return run_training(o, false);
+    return run_hidden(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "deepprompt-bench-peft: %s\n", e.what());
+    return 1;
+  }
+}
