@@ -2,14 +2,17 @@
 // through the prefix path against the literal "concatenate, run the layer, slice" computation,
 // on BERT shapes (random weights, Hugging Face initialisation; no checkpoint needed).
 //
-//   deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden] [--rounds 1] [--batch 8] [--seq 128]
-//       [--layers 12] [--hidden 768] [--heads 12] [--ffn 3072] [--vocab 30522] [--prefix 100]
-//       [--labels 2] [--dropout 0.1] [--prefix-dropout 0] [--runs 3] [--warmup 1] [--threads 2]
-//       [--seed 0] [--unfreeze GLOB]                  (flags as "--name value" or "--name=value")
+//   deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden|interleaved] [--rounds 1]
+//       [--batch 8] [--seq 128] [--layers 12] [--hidden 768] [--heads 12] [--ffn 3072]
+//       [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--prefix-dropout 0]
+//       [--runs 3] [--warmup 1] [--threads 2] [--seed 0] [--unfreeze GLOB] [--trim 0]
+//   (flags as "--name value" or "--name=value")
 //
 // --unfreeze GLOB is the self-test of the GEMM check below: it makes the backbone parameters
 // whose names match GLOB (e.g. encoder.layer.5.intermediate.dense.weight) trainable in ptv2,
 // whose weight-gradient GEMM then runs, and the bench must exit with status 1.
+// --trim 1 returns the memory pool's cached blocks to the system after setup (ptv2, full): the
+// gradient buffers that the frozen parameters had before freeze() stay cached otherwise.
 //
 // Workloads (one JSON line each on stdout; notes on stderr):
 //   ptv2    P-Tuning v2 step: the backbone (pooler included) frozen, a DeepPrompt of --prefix
@@ -23,12 +26,15 @@
 //           (concatenate them to the layer's input, run the whole layer, drop their rows);
 //           forward + backward to the prompts, backbone and head frozen, dropout off (both paths
 //           then compute the same function, and the bench checks that they agree).
-//   all     (default) runs ptv2, full and hidden, each in its own process (so that peak RSS,
-//           getrusage's ru_maxrss, is per workload), echoes their lines and adds a
-//           "ptv2-vs-full" line with the time ratio (the target: <= 0.70). With
-//           --rounds R the ptv2 / full pair runs R times, alternating, and the ratio is taken
-//           between each workload's least disturbed round (lowest median); round_ratios lists
-//           every round's ratio.
+//   interleaved  ptv2 and full set up in one process, their steps alternating; the ratio is the
+//           median over adjacent pairs of steps (both see the same machine state: this machine
+//           changes speed by ~10% over minutes, invisibly to the load average).
+//   all     (default) runs ptv2, full, interleaved and hidden, each in its own process (so that
+//           peak RSS, getrusage's ru_maxrss, is per workload), echoes their lines and adds a
+//           "ptv2-vs-full" line: time_ratio is the interleaved ratio (the target: <= 0.70);
+//           time_ratio_separate divides the separate processes' medians (with --rounds R the
+//           ptv2 / full processes run R times, alternating, and each workload's least disturbed
+//           round, the lowest median, is taken; round_ratios lists every round's ratio).
 //   pair    as all, without hidden.
 //
 // The batch: --batch rows of --seq tokens, row b having seq - b * (seq / batch) real tokens
@@ -93,15 +99,16 @@ struct Options {
   int runs = 3, warmup = 1, threads = 2, rounds = 1;
   std::uint64_t seed = 0;
   std::string unfreeze;  // self-test of the GEMM check: backbone parameters to unfreeze in ptv2
+  bool trim = false;     // return the pool's cached blocks to the system after setup
 };
 
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr,
                "deepprompt-bench-peft: %s\n"
-               "usage: deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden] [--rounds N] [--batch N]\n"
-               "         [--seq N] [--layers N] [--hidden N] [--heads N] [--ffn N] [--vocab N] [--prefix N]\n"
-               "         [--labels N] [--dropout P] [--prefix-dropout P] [--runs N] [--warmup N] [--threads N]\n"
-               "         [--seed N] [--unfreeze GLOB]\n",
+               "usage: deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden|interleaved]\n"
+               "         [--rounds N] [--batch N] [--seq N] [--layers N] [--hidden N] [--heads N]\n"
+               "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--prefix-dropout P]\n"
+               "         [--runs N] [--warmup N] [--threads N] [--seed N] [--unfreeze GLOB] [--trim 0|1]\n",
                msg.c_str());
   std::exit(2);
 }
@@ -130,7 +137,8 @@ Options parse(int argc, char** argv) {
       if (v.empty() || *end != '\0' || !(out >= 0 && out < 1)) usage("flag " + a + ": bad value '" + v + "'");
     };
     if (a == "--workload") {
-      if (v != "all" && v != "pair" && v != "ptv2" && v != "full" && v != "hidden") usage("unknown workload '" + v + "'");
+      if (v != "all" && v != "pair" && v != "ptv2" && v != "full" && v != "hidden" && v != "interleaved")
+        usage("unknown workload '" + v + "'");
       o.workload = v;
     } else if (a == "--batch") integer(o.batch, 1);
     else if (a == "--seq") integer(o.seq, 2);
@@ -149,6 +157,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--threads") integer(o.threads, 1);
     else if (a == "--seed") integer(o.seed, 0);
     else if (a == "--unfreeze") o.unfreeze = v;
+    else if (a == "--trim") {
+      if (v != "0" && v != "1") usage("--trim takes 0 or 1");
+      o.trim = v == "1";
+    }
     else usage("unknown flag " + a);
   }
   if (o.hidden % o.heads != 0) usage("--heads must divide --hidden");
@@ -164,6 +176,7 @@ std::string child_flags(const Options& o, const std::string& workload) {
     << o.prefix_dropout << " --runs " << o.runs << " --warmup " << o.warmup << " --threads " << o.threads
     << " --seed " << o.seed;
   if (!o.unfreeze.empty()) s << " --unfreeze '" << o.unfreeze << "'";
+  if (o.trim) s << " --trim 1";
   return s.str();
 }
 
@@ -180,6 +193,10 @@ double peak_rss_mib() {
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
+
+/// The tensor memory pool's counters (core/storage.hpp), MiB.
+double mib(std::size_t bytes) { return std::round(static_cast<double>(bytes) / (1024.0 * 1024.0)); }
+dp::PoolStats pool_stats() { return dp::MemoryPool::cpu().stats(); }
 
 std::array<double, 3> load_average() {
   std::array<double, 3> l{0, 0, 0};
@@ -273,7 +290,8 @@ Batch make_batch(const Options& o) {
   Batch b{Tensor<std::int64_t, 2>::zeros({o.batch, o.seq}), Tensor<std::int64_t, 2>::zeros({o.batch, o.seq}),
           Tensor<std::int64_t, 2>::zeros({o.batch, o.seq}), Tensor<std::int64_t, 1>::zeros({o.batch}), {}};
   std::mt19937_64 rng(o.seed + 7);
-  std::uniform_int_distribution<std::int64_t> token(std::min<index_t>(1000, o.vocab / 2), o.vocab - 1), label(0, o.labels - 1);
+  std::uniform_int_distribution<std::int64_t> token(std::min<index_t>(1000, o.vocab / 2), o.vocab - 1);
+  std::uniform_int_distribution<std::int64_t> label(0, o.labels - 1);
   const index_t step = o.seq / o.batch;
   for (index_t r = 0; r < o.batch; ++r) {
     const index_t len = std::max<index_t>(2, o.seq - r * step);
@@ -395,78 +413,121 @@ json check_json(const Gemms& measured, const Gemms& expected) {
 
 // --- ptv2 and full -----------------------------------------------------------------------------
 
-int run_training(const Options& o, bool prompted) {
-  const char* name = prompted ? "ptv2-step" : "full-step";
-  const auto load = load_average();
-  const Batch batch = make_batch(o);
-  dp::BertInit init;
-  init.seed = o.seed;
-  dp::Generator head_gen(o.seed + 3), drop_gen(o.seed + 4);
-  ClassifierHead head(o, head_gen);
-  using Prompt = dp::DynamicDeepPrompt<float>;
-  std::optional<dp::PromptedBert<dp::BertDynamicConfig, Prompt>> ptv2;
-  std::optional<dp::DynamicBert<float>> full;
-  std::vector<dp::ParamRef<float>> params;
-  if (prompted) {
-    dp::DeepPromptOptions po;
-    po.seed = o.seed + 5;
-    po.prefix_dropout = o.prefix_dropout;
-    ptv2.emplace(dp::DynamicBert<float>(bert_config(o), init), Prompt({o.layers, o.prefix, o.hidden}, po));
-    if (!o.unfreeze.empty())
-      std::fprintf(stderr, "ptv2-step: --unfreeze '%s': %d backbone parameters made trainable (the GEMM check must fail)\n",
-                   o.unfreeze.c_str(), dp::unfreeze(ptv2->bert, o.unfreeze));
-    params = dp::trainable_parameters<float>(*ptv2);
-  } else {
-    full.emplace(bert_config(o), init);
-    params = dp::trainable_parameters<float>(*full);
-  }
-  for (auto& p : dp::trainable_parameters<float>(head, "classifier_head.")) params.push_back(std::move(p));
-  const index_t total_params =
-      (prompted ? dp::parameter_count(*ptv2) : dp::parameter_count(*full)) + dp::parameter_count(head);
-  index_t trainable = 0;
-  for (const auto& p : params) trainable += p.size;
-  dp::AdamWOptions ao;
-  ao.lr = prompted ? 1e-2 : 2e-5;
-  ao.weight_decay = 0.01;
-  dp::AdamW<float> opt(dp::split_weight_decay(params), ao);
+/// One training setup (ptv2 or full) and its step. Not movable: the optimiser refers to the
+/// parameters.
+class Trainer {
+ public:
+  struct Step {
+    double all = 0, fwd = 0, bwd = 0, opt = 0, cpu = 0, others = 0, loss = 0;
+    Gemms fwd_g, bwd_g, opt_g;
+  };
 
-  std::vector<double> step_ms, fwd_ms, bwd_ms, opt_ms, cpu_ms, others;
-  Gemms fwd_g, bwd_g, opt_g;
-  double loss_first = 0, loss_last = 0;
-  for (int it = 0; it < o.warmup + o.runs; ++it) {
-    const bool timed = it >= o.warmup;
+  Trainer(const Options& o, bool prompted)
+      : o_(o), prompted_(prompted), batch_(make_batch(o)), head_gen_(o.seed + 3), drop_gen_(o.seed + 4),
+        head_(o, head_gen_) {
+    dp::BertInit init;
+    init.seed = o.seed;
+    std::vector<dp::ParamRef<float>> params;
+    if (prompted) {
+      dp::DeepPromptOptions po;
+      po.seed = o.seed + 5;
+      po.prefix_dropout = o.prefix_dropout;
+      ptv2_.emplace(dp::DynamicBert<float>(bert_config(o), init), Prompt({o.layers, o.prefix, o.hidden}, po));
+      if (!o.unfreeze.empty())
+        std::fprintf(stderr,
+                     "ptv2-step: --unfreeze '%s': %d backbone parameters made trainable (the GEMM check must fail)\n",
+                     o.unfreeze.c_str(), dp::unfreeze(ptv2_->bert, o.unfreeze));
+      params = dp::trainable_parameters<float>(*ptv2_);
+      total_params = dp::parameter_count(*ptv2_);
+    } else {
+      full_.emplace(bert_config(o), init);
+      params = dp::trainable_parameters<float>(*full_);
+      total_params = dp::parameter_count(*full_);
+    }
+    for (auto& p : dp::trainable_parameters<float>(head_, "classifier_head.")) params.push_back(std::move(p));
+    total_params += dp::parameter_count(head_);
+    for (const auto& p : params) trainable += p.size;
+    dp::AdamWOptions ao;
+    ao.lr = prompted ? 1e-2 : 2e-5;
+    ao.weight_decay = 0.01;
+    opt_.emplace(dp::split_weight_decay(params), ao);
+  }
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const char* name() const { return prompted_ ? "ptv2-step" : "full-step"; }
+
+  /// One step: zero_grad, forward, loss, backward, AdamW. `pool_after_forward`: set to the
+  /// tensor memory held right after the forward pass.
+  Step step(double* pool_after_forward = nullptr) {
+    Step r;
     const CpuSample c0 = CpuSample::now();
     const double cpu0 = process_cpu_ms();
     const auto t0 = Clock::now();
     const Gemms g0 = Gemms::now();
-    opt.zero_grad();
-    const dp::BertRun run{.training = true, .shift_positions = true, .generator = &drop_gen};
-    dp::BertOutput<float> out = prompted ? ptv2->forward(batch.ids, batch.mask, {}, run)
-                                         : full->forward(batch.ids, batch.mask, {}, run);
-    Var<float, 0> loss = dp::cross_entropy(head.forward(out.pooler_output, &drop_gen, true), batch.labels);
-    const double t_fwd = ms_since(t0);
+    opt_->zero_grad();
+    const dp::BertRun run{.training = true, .shift_positions = true, .generator = &drop_gen_};
+    dp::BertOutput<float> out = prompted_ ? ptv2_->forward(batch_.ids, batch_.mask, {}, run)
+                                          : full_->forward(batch_.ids, batch_.mask, {}, run);
+    Var<float, 0> loss = dp::cross_entropy(head_.forward(out.pooler_output, &drop_gen_, true), batch_.labels);
+    r.fwd = ms_since(t0);
     const Gemms g1 = Gemms::now();
+    if (pool_after_forward) *pool_after_forward = mib(pool_stats().bytes_in_use);
     loss.backward();
     const double t_bwd = ms_since(t0);
     const Gemms g2 = Gemms::now();
-    opt.step();
-    const double t_all = ms_since(t0);
+    opt_->step();
+    r.all = ms_since(t0);
     const Gemms g3 = Gemms::now();
-    const double cpu1 = process_cpu_ms();
-    const CpuSample c1 = CpuSample::now();
-    const double lv = static_cast<double>(loss.value().item());
-    if (it == 0) loss_first = lv;
-    loss_last = lv;
-    if (!timed) continue;
-    step_ms.push_back(t_all);
-    fwd_ms.push_back(t_fwd);
-    bwd_ms.push_back(t_bwd - t_fwd);
-    opt_ms.push_back(t_all - t_bwd);
-    cpu_ms.push_back(cpu1 - cpu0);
-    others.push_back(others_share(c0, c1));
-    fwd_g = g1 - g0, bwd_g = g2 - g1, opt_g = g3 - g2;  // the same every step
+    r.cpu = process_cpu_ms() - cpu0;
+    r.others = others_share(c0, CpuSample::now());
+    r.bwd = t_bwd - r.fwd;
+    r.opt = r.all - t_bwd;
+    r.loss = static_cast<double>(loss.value().item());
+    r.fwd_g = g1 - g0, r.bwd_g = g2 - g1, r.opt_g = g3 - g2;
+    return r;
+  }
+
+  index_t total_params = 0, trainable = 0;
+
+ private:
+  using Prompt = dp::DynamicDeepPrompt<float>;
+  const Options& o_;
+  bool prompted_;
+  Batch batch_;
+  dp::Generator head_gen_, drop_gen_;
+  ClassifierHead head_;
+  std::optional<dp::PromptedBert<dp::BertDynamicConfig, Prompt>> ptv2_;
+  std::optional<dp::DynamicBert<float>> full_;
+  std::optional<dp::AdamW<float>> opt_;
+};
+
+int run_training(const Options& o, bool prompted) {
+  const auto load = load_average();
+  Trainer tr(o, prompted);
+  const char* name = tr.name();
+  if (o.trim) dp::MemoryPool::cpu().trim();  // return the frozen parameters' freed gradients
+  const double rss_setup = peak_rss_mib();   // the model, the optimiser state and the batch
+  const dp::PoolStats pool_setup = pool_stats();
+  dp::MemoryPool::cpu().reset_peak();
+  double pool_forward = 0;
+  std::vector<double> step_ms, fwd_ms, bwd_ms, opt_ms, cpu_ms, others;
+  Gemms fwd_g, bwd_g, opt_g;
+  double loss_first = 0, loss_last = 0;
+  for (int it = 0; it < o.warmup + o.runs; ++it) {
+    const Trainer::Step r = tr.step(it == 0 ? &pool_forward : nullptr);
+    if (it == 0) loss_first = r.loss;
+    loss_last = r.loss;
+    if (it < o.warmup) continue;
+    step_ms.push_back(r.all);
+    fwd_ms.push_back(r.fwd);
+    bwd_ms.push_back(r.bwd);
+    opt_ms.push_back(r.opt);
+    cpu_ms.push_back(r.cpu);
+    others.push_back(r.others);
+    fwd_g = r.fwd_g, bwd_g = r.bwd_g, opt_g = r.opt_g;  // the same every step
     std::fprintf(stderr, "%s: step %d: %.1f ms (forward %.1f, backward %.1f, AdamW %.1f), loss %.4f\n", name,
-                 it - o.warmup, t_all, t_fwd, t_bwd - t_fwd, t_all - t_bwd, lv);
+                 it - o.warmup, r.all, r.fwd, r.bwd, r.opt, r.loss);
   }
 
   const Expected e = expected_gemms(o, !prompted, prompted ? o.prefix : 0);
@@ -500,11 +561,19 @@ int run_training(const Options& o, bool prompted) {
     j["frozen_weight_grad_gemms_skipped"] = gemms_json(e.frozen_weight_grads);
     j["frozen_weight_grad_gemms_ran"] = std::max<long long>(0, extra_calls);
   }
-  j["params_total"] = total_params;
-  j["params_trainable"] = trainable;
+  j["params_total"] = tr.total_params;
+  j["params_trainable"] = tr.trainable;
   j["loss_first"] = round3(loss_first);
   j["loss_last"] = round3(loss_last);
   j["peak_rss_mib"] = std::round(peak_rss_mib());
+  j["peak_rss_setup_mib"] = std::round(rss_setup);
+  // tensor memory: held after setup, cached (freed blocks the pool keeps), held after the
+  // first forward pass, and the peak held during the steps
+  j["pool_mib"] = {{"setup_in_use", mib(pool_setup.bytes_in_use)},
+                   {"setup_cached", mib(pool_setup.bytes_cached)},
+                   {"after_forward_in_use", pool_forward},
+                   {"peak_in_use", mib(pool_stats().peak_bytes_in_use)}};
+  j["trim_after_setup"] = o.trim;
   j["loadavg_start"] = load;
   j["others_cpu"] = round3(stats(others).median);
   j["omp_wait_policy"] = omp_wait_policy();
@@ -522,6 +591,42 @@ int run_training(const Options& o, bool prompted) {
                    extra_calls);
     return 1;
   }
+  return 0;
+}
+
+/// Both setups in one process, steps alternating ptv2, full, ptv2, full...: each pair of
+/// adjacent steps sees the same machine, so the median of the pairs' ratios is the ratio least
+/// affected by the machine changing speed (peak RSS here is of both models together).
+int run_interleaved(const Options& o) {
+  const auto load = load_average();
+  Trainer a(o, true), b(o, false);
+  std::vector<double> ta, tb, ratios, others;
+  for (int it = 0; it < o.warmup + o.runs; ++it) {
+    const Trainer::Step x = a.step(), y = b.step();
+    if (it < o.warmup) continue;
+    ta.push_back(x.all);
+    tb.push_back(y.all);
+    ratios.push_back(x.all / y.all);
+    others.push_back(std::max(x.others, y.others));
+    std::fprintf(stderr, "interleaved: pair %d: ptv2 %.1f ms, full %.1f ms, ratio %.3f\n", it - o.warmup, x.all, y.all,
+                 x.all / y.all);
+  }
+  json j;
+  j["workload"] = "ptv2-vs-full-interleaved";
+  j["shape"] = shape_json(o);
+  j["ptv2_ms"] = stats_json(ta);
+  j["full_ms"] = stats_json(tb);
+  j["pair_ratios"] = [&] {
+    std::vector<double> r;
+    for (double x : ratios) r.push_back(round3(x));
+    return r;
+  }();
+  j["time_ratio"] = round3(stats(ratios).median);
+  j["loadavg_start"] = load;
+  j["others_cpu"] = round3(stats(others).median);
+  j["omp_wait_policy"] = omp_wait_policy();
+  j["ok"] = true;
+  std::printf("%s\n", j.dump().c_str());
   return 0;
 }
 
@@ -694,6 +799,9 @@ int run_all(const Options& o) {
     fulls.push_back(b);
     round_ratios.push_back(round3(double(a["ms"]["median"]) / double(b["ms"]["median"])));
   }
+  int rc_i = 0;
+  const json inter = run_child(o, "interleaved", rc_i);
+  rc |= rc_i;
   if (o.workload == "all") {
     int rc_h = 0;
     run_child(o, "hidden", rc_h);
@@ -714,10 +822,16 @@ int run_all(const Options& o) {
     const double ta = a["ms"]["median"], tb = b["ms"]["median"];
     auto ratio = [&](const char* key) { return round3(double(a[key]["median"]) / double(b[key]["median"])); };
     json j;
+    // the headline ratio: the interleaved one (same machine state for both), else the
+    // separate processes' least disturbed rounds
+    const bool have_inter = inter.is_object() && inter.contains("time_ratio");
+    const double ratio_headline = have_inter ? double(inter["time_ratio"]) : ta / tb;
     j["workload"] = "ptv2-vs-full";
-    j["time_ratio"] = round3(ta / tb);
+    j["time_ratio"] = round3(ratio_headline);
     j["target"] = 0.70;
-    j["meets_target"] = ta / tb <= 0.70;
+    j["meets_target"] = ratio_headline <= 0.70;
+    j["time_ratio_interleaved"] = have_inter ? inter["time_ratio"] : json(nullptr);
+    j["time_ratio_separate"] = round3(ta / tb);
     j["ptv2_ms"] = round3(ta);
     j["full_ms"] = round3(tb);
     j["time_ratio_of_min"] = round3(min_ms(ptv2s) / min_ms(fulls));
@@ -747,6 +861,7 @@ int main(int argc, char** argv) {
     cpu::set_num_threads(o.threads);
     if (o.workload == "ptv2") return run_training(o, true);
     if (o.workload == "full") return run_training(o, false);
+    if (o.workload == "interleaved") return run_interleaved(o);
     return run_hidden(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "deepprompt-bench-peft: %s\n", e.what());
