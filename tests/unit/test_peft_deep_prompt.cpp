@@ -50,17 +50,7 @@ Tensor<T, R> fx(const std::string& name) {
 }
 Tensor<std::int64_t, 2> fx_ids(const std::string& name) { return fixture().load<std::int64_t, 2>(name); }
 
-/// max |a - b| / max(1e-3, max |b|): the error relative to the reference's scale.
-template <class A, std::size_t R>
-double scaled_error(const Tensor<A, R>& a, const Tensor<float, R>& b) {
-  REQUIRE(a.shape() == b.shape());
-  double m = 0, s = 1e-3;
-  for (index_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::abs(double(a.data()[i]) - double(b.data()[i])));
-    s = std::max(s, std::abs(double(b.data()[i])));
-  }
-  return m / s;
-}
+using dp_test::scaled_error;
 
 /// The classification head of the fixture, Linear(C, 2) on the pooled output.
 template <class T = float>

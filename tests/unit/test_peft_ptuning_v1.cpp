@@ -44,16 +44,7 @@ Tensor<T, R> fx(const std::string& name) {
 }
 Tensor<std::int64_t, 2> fx_ids(const std::string& name) { return fixture().load<std::int64_t, 2>(name); }
 
-template <class A, std::size_t R>
-double scaled_error(const Tensor<A, R>& a, const Tensor<float, R>& b) {
-  REQUIRE(a.shape() == b.shape());
-  double m = 0, s = 1e-3;
-  for (index_t i = 0; i < a.size(); ++i) {
-    m = std::max(m, std::abs(double(a.data()[i]) - double(b.data()[i])));
-    s = std::max(s, std::abs(double(b.data()[i])));
-  }
-  return m / s;
-}
+using dp_test::scaled_error;
 
 dp::Linear<float> fixture_head(bool trainable = true) {
   dp::Linear<float> head;

@@ -43,4 +43,17 @@ double max_abs_diff(const deepprompt::Tensor<A, R>& a, const deepprompt::Tensor<
   return m;
 }
 
+/// max |a - b| / max(1e-3, max |b|): the error relative to the reference's scale (parity
+/// checks against float PyTorch fixtures). requires: same shape.
+template <class A, std::size_t R>
+double scaled_error(const deepprompt::Tensor<A, R>& a, const deepprompt::Tensor<float, R>& b) {
+  REQUIRE(a.shape() == b.shape());
+  double m = 0, s = 1e-3;
+  for (deepprompt::index_t i = 0; i < a.size(); ++i) {
+    m = std::max(m, std::abs(double(a.data()[i]) - double(b.data()[i])));
+    s = std::max(s, std::abs(double(b.data()[i])));
+  }
+  return m / s;
+}
+
 }  // namespace dp_test
