@@ -167,6 +167,10 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
   Tensor<T, 4> y({B, H, Tq, D});                       // y: (B, H, Tq, D)
   // per query row: the max of its scores and 1 / sum(exp(s - max)), for the backward pass
   Tensor<T, 4> stats = recording ? Tensor<T, 4>({B, H, Tq, 2}) : Tensor<T, 4>();  // (B, H, Tq, 2)
+  // the attention-dropout bits, so that the backward pass does not redraw them: (B, H, Tq, ceil(Tk' / 64))
+  Tensor<std::uint64_t, 1> keep = recording && a.keep_words() > 0 ? Tensor<std::uint64_t, 1>({a.keep_words()})
+                                                                  : Tensor<std::uint64_t, 1>();
+  a.keep_bits = keep.empty() ? nullptr : keep.data();
   {
     Tensor<T, 1> ws({cpu::attention_workspace_size(a, false)});
     cpu::attention_forward(a, y.data(), recording ? stats.data() : nullptr, ws.data());
@@ -176,7 +180,7 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
     // Everything the recomputation reads stays alive with the step; `a` points into it.
     Tensor<T, 3> pk3 = shared ? opt.prefix_k.value() : Tensor<T, 3>(), pv3 = shared ? opt.prefix_v.value() : Tensor<T, 3>();
     Tensor<T, 4> pkb = pk4 ? *pk4 : Tensor<T, 4>(), pvb = pv4 ? *pv4 : Tensor<T, 4>();
-    tape().record(out.node(), [a, stats, qv = q.value(), kv = k.value(), vv = v.value(), pk3, pv3, pkb, pvb,
+    tape().record(out.node(), [a, stats, keep, qv = q.value(), kv = k.value(), vv = v.value(), pk3, pv3, pkb, pvb,
                                mask = opt.mask, bias = opt.bias.value(), qn, kn, vn, bn, pk3n, pv3n, pk4n,
                                pv4n](const Tensor<T, 4>& dy) {
       cpu::AttentionGrads<T> g;

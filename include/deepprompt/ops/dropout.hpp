@@ -20,56 +20,11 @@
 #include <type_traits>
 
 #include "../autodiff/var.hpp"
-#include "../backend/cpu/simd.hpp"
+#include "../backend/cpu/philox.hpp"
 #include "../core/rng.hpp"
 
 namespace deepprompt {
 
-namespace detail {
-
-// Draws the mask and applies it. x, y: (n); mask: ((n + 63) / 64) bit words, bit i % 64 of word
-// i / 64 set iff element i is kept, or nullptr (not saved). y may alias x. Threads split the
-// 64-element words.
-template <class T>
-void dropout_forward(const T* x, T* y, std::uint64_t* mask, index_t n, const Generator& gen, std::uint64_t first,
-                     std::uint64_t threshold, T scale) {
-  const index_t words = (n + 63) / 64;
-  const std::uint64_t seed = gen.seed();
-#pragma omp parallel for schedule(static) if (n >= cpu::simd::parallel_threshold)
-  for (index_t w = 0; w < words; ++w) {
-    const index_t begin = w * 64, end = std::min(n, begin + 64);
-    std::uint64_t bits = 0;
-    std::uint64_t block = ~std::uint64_t{0};
-    std::array<std::uint32_t, 4> r{};
-    for (index_t i = begin; i < end; ++i) {
-      // the word Generator::word_at(first + i) returns, one Philox call per block of four
-      const std::uint64_t k = first + static_cast<std::uint64_t>(i);
-      if (k / 4 != block) {
-        block = k / 4;
-        r = philox4x32({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), 0u, 0u}, seed);
-      }
-      const bool keep = r[k % 4] >= threshold;
-      bits |= std::uint64_t{keep} << (i - begin);
-      y[i] = keep ? x[i] * scale : T(0);
-    }
-    if (mask != nullptr) mask[w] = bits;
-  }
-}
-
-// dy, dx: (n); mask as written by dropout_forward.  ensures: dx[i] += kept(i) ? dy[i] * scale : 0.
-template <class T>
-void dropout_backward(const std::uint64_t* mask, const T* dy, T* dx, index_t n, T scale) {
-  const index_t words = (n + 63) / 64;
-#pragma omp parallel for schedule(static) if (n >= cpu::simd::parallel_threshold)
-  for (index_t w = 0; w < words; ++w) {
-    const index_t begin = w * 64, end = std::min(n, begin + 64);
-    const std::uint64_t bits = mask[w];
-    for (index_t i = begin; i < end; ++i)
-      dx[i] += ((bits >> (i - begin)) & 1u) ? dy[i] * scale : T(0);
-  }
-}
-
-}  // namespace detail
 
 /// Inverted dropout with drop probability p (see the top of this header).
 template <class T, std::size_t R>
@@ -91,11 +46,11 @@ Var<T, R> dropout(const Var<T, R>& x, std::type_identity_t<T> p, Generator& gen,
   const bool record = x.requires_grad() && tape().grad_enabled();
   Tensor<std::uint64_t, 1> mask;  // ((n + 63) / 64), saved for backward
   if (record) mask = Tensor<std::uint64_t, 1>({(n + 63) / 64});
-  detail::dropout_forward(x.value().data(), y.data(), mask.data(), n, gen, first, threshold, scale);
+  cpu::dropout_forward(x.value().data(), y.data(), mask.data(), n, gen.seed(), first, threshold, scale);
   auto out = Var<T, R>::result(y, record);
   if (out.requires_grad())
     tape().record(out.node(), [mask, xn = x.node(), n, scale](const Tensor<T, R>& dy) {
-      detail::dropout_backward(mask.data(), dy.data(), xn->accumulator().data(), n, scale);
+      cpu::dropout_backward(mask.data(), dy.data(), xn->accumulator().data(), n, scale);
     });
   return out;
 }

@@ -22,8 +22,10 @@
 // slab of a caller-provided workspace. Dropout masks are not stored either: element
 // (b, h, i, j) of the (B, H, Tq, Tk') probability tensor is kept iff word
 // first_word + ((b*H + h)*Tq + i)*Tk' + j of the Philox stream `seed` is >= ceil(p * 2^32) (the
-// rule of ops/dropout.hpp), and kept values are scaled by 1 / (1 - p); the backward pass redraws
-// the words (vectorised Philox, about 1.5 ns a word). p == 1 drops everything without drawing.
+// rule of ops/dropout.hpp), and kept values are scaled by 1 / (1 - p). With `keep_bits` the
+// forward pass also writes the kept/dropped bits (Tk' bits a row, rounded up to 64-bit words)
+// and the backward pass reads them; without, it redraws the words (vectorised Philox, about
+// 1.3 ns a word; the bits cost Tk'/8 bytes a query row). p == 1 drops everything without drawing.
 //
 // Scores of fully masked rows: a row whose scores are all -inf (an additive -inf mask, a bias
 // holding -inf, or a causal row that sees no key at all) gives probability zeros and a zero
@@ -40,6 +42,7 @@
 // must be in force where <immintrin.h> is first parsed (Eigen would include it otherwise).
 #include "deepprompt/backend/cpu/simd.hpp"
 #include "deepprompt/backend/cpu/gemm.hpp"
+#include "deepprompt/backend/cpu/philox.hpp"
 #include "deepprompt/backend/cpu/threads.hpp"
 #include "deepprompt/core/rng.hpp"
 
@@ -70,8 +73,15 @@ struct AttentionArgs {
   T scale = T(1);
   T dropout = T(0);  // probability of dropping; 0: none. requires: 0 <= dropout <= 1
   std::uint64_t seed = 0, first_word = 0;  // of the dropout words (unused when dropout is 0 or 1)
+  // (B, H, Tq, keep_words_per_row()) or nullptr: written by the forward pass, read by the backward
+  std::uint64_t* keep_bits = nullptr;
 
   index_t keys() const { return prefix_len + kv_len; }
+  index_t keep_words_per_row() const { return (keys() + 63) / 64; }
+  // The words of keep_bits; 0 when dropout draws nothing (0 or 1).
+  index_t keep_words() const {
+    return dropout > T(0) && dropout < T(1) ? batch * heads * q_len * keep_words_per_row() : 0;
+  }
 };
 
 // Gradient outputs of attention_backward; each ACCUMULATES (+=) and nullptr skips it.
@@ -147,45 +157,6 @@ T dot_row(const T* a, const T* b, index_t n) noexcept {
   return xsimd::hadd(acc);
 }
 
-// Words [first, first + n) of the Philox stream `seed` (Generator(seed).word_at(first + j)):
-// Philox4x32-10 with one counter block per xsimd lane of 64-bit integers. Returns a pointer to
-// word `first` inside tmp. requires: tmp holds philox_capacity(n) words.
-inline constexpr index_t philox_capacity(index_t n) {
-  return n + 8 + 4 * static_cast<index_t>(xsimd::batch<std::uint64_t>::size);
-}
-inline const std::uint32_t* philox_words(std::uint64_t seed, std::uint64_t first, index_t n, std::uint32_t* tmp) {
-  using U = xsimd::batch<std::uint64_t>;
-  constexpr index_t L = static_cast<index_t>(U::size);
-  constexpr std::uint64_t lo32 = 0xFFFFFFFFu;
-  std::uint64_t key0[10], key1[10];  // the key schedule is the same in every lane
-  std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
-  for (int r = 0; r < 10; ++r, k0 += 0x9E3779B9u, k1 += 0xBB67AE85u) key0[r] = k0, key1[r] = k1;
-  const U mask(lo32), m0(std::uint64_t{0xD2511F53u}), m1(std::uint64_t{0xCD9E8D57u});
-  alignas(64) std::uint64_t blocks[L], w0[L], w1[L], w2[L], w3[L];
-  const std::uint64_t b0 = first / 4, end = first + static_cast<std::uint64_t>(n);
-  for (std::uint64_t b = b0; b * 4 < end; b += L) {
-    for (index_t l = 0; l < L; ++l) blocks[l] = b + static_cast<std::uint64_t>(l);
-    const U blk = U::load_aligned(blocks);
-    U c0 = blk & mask, c1 = blk >> 32, c2(std::uint64_t{0}), c3(std::uint64_t{0});
-    for (int r = 0; r < 10; ++r) {  // the round of philox4x32() in core/rng.hpp
-      const U p0 = c0 * m0, p1 = c2 * m1;
-      c0 = (p1 >> 32) ^ c1 ^ U(key0[r]);
-      c1 = p1 & mask;
-      c2 = (p0 >> 32) ^ c3 ^ U(key1[r]);
-      c3 = p0 & mask;
-    }
-    c0.store_aligned(w0), c1.store_aligned(w1), c2.store_aligned(w2), c3.store_aligned(w3);
-    std::uint32_t* t = tmp + (b - b0) * 4;
-    for (index_t l = 0; l < L; ++l) {
-      t[4 * l] = static_cast<std::uint32_t>(w0[l]);
-      t[4 * l + 1] = static_cast<std::uint32_t>(w1[l]);
-      t[4 * l + 2] = static_cast<std::uint32_t>(w2[l]);
-      t[4 * l + 3] = static_cast<std::uint32_t>(w3[l]);
-    }
-  }
-  return tmp + first % 4;
-}
-
 // The dropout factors of row i: z[j] = kept ? 1 / (1 - p) : 0 for j in [0, n), applied as
 // s[j] *= z[j] by f(j, z) (f is called with the factor; the kept test is word >= threshold).
 template <class T>
@@ -202,16 +173,20 @@ struct Dropout {
       scale = T(1) / (T(1) - p);
     }
   }
-  // x[j] *= factor of element j, for the row whose first word is `first`.
-  void apply(std::uint64_t seed, std::uint64_t first, T* x, index_t n, std::uint32_t* tmp) const {
+  // x[j] *= factor of element j, for the row whose first word is `first`; bits: nullptr, or
+  // (n + 63) / 64 words that receive the kept bits.
+  void apply(std::uint64_t seed, std::uint64_t first, T* x, index_t n, std::uint32_t* tmp,
+             std::uint64_t* bits = nullptr) const {
     if (all) {
       std::fill_n(x, n, T(0));
       return;
     }
-    const std::uint32_t* w = philox_words(seed, first, n, tmp);
-    const std::uint64_t thr = threshold;
-    const T sc = scale;
-    for (index_t j = 0; j < n; ++j) x[j] = w[j] >= thr ? x[j] * sc : T(0);
+    keep_apply(philox_words(seed, first, n, tmp), x, x, n, threshold, scale, bits);
+  }
+  // z[j] = factor of element j from the bits apply() wrote.
+  void factors(const std::uint64_t* bits, T* z, index_t n) const {
+    if (all) std::fill_n(z, n, T(0));
+    else keep_factors(bits, z, n, scale);
   }
 };
 
@@ -298,7 +273,9 @@ void forward_pair(const AttentionArgs<T>& a, const Pair<T>& p, T* out, T* stats,
       const index_t n = mask_row(a, p, i0 + r, s);
       softmax_row(s, n, stats ? stats + 2 * (p.bh * a.q_len + i0 + r) : nullptr);
       std::fill(s + n, s + P + kv, T(0));
-      if (drop.on) drop.apply(a.seed, dropout_word(a, p, i0 + r), s, n, words);
+      if (drop.on)
+        drop.apply(a.seed, dropout_word(a, p, i0 + r), s, n, words,
+                   a.keep_bits ? a.keep_bits + (p.bh * a.q_len + i0 + r) * a.keep_words_per_row() : nullptr);
     }
     T* o = out + (p.bh * a.q_len + i0) * D;
     gemm(Trans::No, Trans::No, rows, D, P, T(1), S, W, p.pv, D, T(0), o, D);  // P == 0: o = 0
@@ -343,8 +320,12 @@ void backward_pair(const AttentionArgs<T>& a, const Pair<T>& p, const T* dout, c
       probabilities_row(s, n, stats + 2 * (p.bh * a.q_len + i));
       std::fill(s + n, s + P + kv, T(0));
       if (drop_on) {
-        std::fill_n(Z, n, T(1));
-        drop.apply(a.seed, dropout_word(a, p, i), Z, n, words);
+        if (a.keep_bits) {
+          drop.factors(a.keep_bits + (p.bh * a.q_len + i) * a.keep_words_per_row(), Z, n);
+        } else {
+          std::fill_n(Z, n, T(1));
+          drop.apply(a.seed, dropout_word(a, p, i), Z, n, words);
+        }
       }
       if (want_s) {
         // dP = dropout(dO V'^T); dS = P * (dP - sum(P * dP))

@@ -101,46 +101,51 @@ BlockSizes block_sizes(index_t rows, index_t cols, index_t depth) {
 }
 
 #if DEEPPROMPT_GEMM_AVX512
-// res(48, 8) += alpha * a(48, kc) * [b0 | b1](kc, 8), column-major res with stride ld.
-// a: an Eigen-packed 48-row lhs panel (48 consecutive floats per k, 64-byte aligned);
+// res(16 R, 8) += alpha * a(16 R, kc) * [b0 | b1](kc, 8), column-major res with stride ld; R = 3
+// is the bulk kernel (48 x 8), R = 2 and 1 take the 32- and 16-row panels Eigen packs after
+// the 48-row ones (a head dimension of 64 = 48 + 16).
+// a: an Eigen-packed 16R-row lhs panel (16R consecutive floats per k, 64-byte aligned);
 // b0, b1: two Eigen-packed 4-column rhs panels (4 consecutive floats per k).
-inline void kernel_48x8(index_t kc, const float* a, const float* b0, const float* b1,
-                        float alpha, float* res, index_t ld) {
-  __m512 c[3][8];
+template <int R>
+inline void kernel_rx8(index_t kc, const float* a, const float* b0, const float* b1, float alpha, float* res,
+                       index_t ld) {
+  static_assert(R >= 1 && R <= 3, "kernel_rx8: 1 to 3 vectors of 16 rows");
+  __m512 c[R][8];
 #pragma GCC unroll 8
   for (int j = 0; j < 8; ++j)
 #pragma GCC unroll 3
-    for (int r = 0; r < 3; ++r) c[r][j] = _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r) c[r][j] = _mm512_setzero_ps();
   // Start fetching the C tile now; it is only needed after the loop (2-4% faster).
 #pragma GCC unroll 8
   for (int j = 0; j < 8; ++j)
 #pragma GCC unroll 3
-    for (int r = 0; r < 3; ++r)
-      _mm_prefetch(reinterpret_cast<const char*>(res + j * ld + 16 * r), _MM_HINT_T0);
+    for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(res + j * ld + 16 * r), _MM_HINT_T0);
 
-  for (index_t k = 0; k < kc; ++k, a += 48, b0 += 4, b1 += 4) {
-    __m512 a0 = _mm512_load_ps(a), a1 = _mm512_load_ps(a + 16), a2 = _mm512_load_ps(a + 32);
-    // Keep the three lhs vectors in registers: without this, GCC's Zen tuning folds each
-    // load into the FMAs that use it and the kernel becomes load-bound.
-    __asm__("" : "+v"(a0), "+v"(a1), "+v"(a2));
+  for (index_t k = 0; k < kc; ++k, a += 16 * R, b0 += 4, b1 += 4) {
+    __m512 av[R];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r) av[r] = _mm512_load_ps(a + 16 * r);
+    // Keep the lhs vectors in registers: without this, GCC's Zen tuning folds each load into
+    // the FMAs that use it and the kernel becomes load-bound.
+    if constexpr (R == 3) __asm__("" : "+v"(av[0]), "+v"(av[1]), "+v"(av[2]));
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
       const __m512 b = _mm512_set1_ps(j < 4 ? b0[j] : b1[j - 4]);
-      c[0][j] = _mm512_fmadd_ps(a0, b, c[0][j]);
-      c[1][j] = _mm512_fmadd_ps(a1, b, c[1][j]);
-      c[2][j] = _mm512_fmadd_ps(a2, b, c[2][j]);
+#pragma GCC unroll 3
+      for (int r = 0; r < R; ++r) c[r][j] = _mm512_fmadd_ps(av[r], b, c[r][j]);
     }
   }
 
-  const __m512 av = _mm512_set1_ps(alpha);
+  const __m512 alpha_v = _mm512_set1_ps(alpha);
 #pragma GCC unroll 8
   for (int j = 0; j < 8; ++j)
 #pragma GCC unroll 3
-    for (int r = 0; r < 3; ++r) {
+    for (int r = 0; r < R; ++r) {
       float* p = res + j * ld + 16 * r;
-      _mm512_storeu_ps(p, _mm512_fmadd_ps(c[r][j], av, _mm512_loadu_ps(p)));
+      _mm512_storeu_ps(p, _mm512_fmadd_ps(c[r][j], alpha_v, _mm512_loadu_ps(p)));
     }
 }
+
 #endif
 
 using Eigen::ColMajor;
@@ -158,16 +163,22 @@ void block_kernel(T* res, index_t ld, const T* lhs, const T* rhs, index_t rows, 
   index_t tiled_rows = 0, tiled_cols = 0;
 #if DEEPPROMPT_GEMM_AVX512
   if constexpr (kOwnKernel<T>) {
-    tiled_rows = rows / 48 * 48;
-    tiled_cols = cols / 8 * 8;
-    if (tiled_rows == 0) tiled_cols = 0;
-    for (index_t j = 0; j < tiled_cols; j += 8)
-      for (index_t i = 0; i < tiled_rows; i += 48)
-        kernel_48x8(kc, lhs + i * kc, rhs + j * kc, rhs + (j + 4) * kc, alpha,
-                    res + j * ld + i, ld);
+    // Eigen's lhs panels: 48 rows while they last, then one of 32, then 16s; ours take those,
+    // Eigen's kernel the narrower ones.
+    const index_t rows48 = rows / 48 * 48, rows32 = rows - rows48 >= 32 ? 32 : 0;
+    tiled_rows = rows48 + rows32 + (rows - rows48 - rows32) / 16 * 16;
+    tiled_cols = tiled_rows > 0 ? cols / 8 * 8 : 0;
+    for (index_t j = 0; j < tiled_cols; j += 8) {
+      const T* b0 = rhs + j * kc;
+      const T* b1 = rhs + (j + 4) * kc;
+      index_t i = 0;
+      for (; i < rows48; i += 48) kernel_rx8<3>(kc, lhs + i * kc, b0, b1, alpha, res + j * ld + i, ld);
+      if (rows32 > 0) kernel_rx8<2>(kc, lhs + i * kc, b0, b1, alpha, res + j * ld + i, ld), i += 32;
+      for (; i < tiled_rows; i += 16) kernel_rx8<1>(kc, lhs + i * kc, b0, b1, alpha, res + j * ld + i, ld);
+    }
   }
 #endif
-  // Eigen packs 48-row (4-column) panels first, each panel contiguous, so the edges are
+  // Eigen packs its panels (rows as above, columns by 4) contiguously, so the edges are
   // sub-blocks that start at a panel boundary.
   const ResMapper<T> out(res, ld);
   if (tiled_cols < cols && tiled_rows > 0)
