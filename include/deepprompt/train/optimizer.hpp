@@ -275,6 +275,22 @@ class AdamBase : public Optimizer<T> {
   /// Empty unless amsgrad.
   const Tensor<T, 1>& max_exp_avg_sq() const { return vmax_; }
 
+  /// Restores a saved state (a resumed run continues bit for bit): the step count and copies of
+  /// the moment buffers. requires: the same parameters in the same order as when saved; the
+  /// buffers of state_size() elements (vmax empty unless amsgrad). Throws Error otherwise.
+  void restore_state(std::int64_t steps, const Tensor<T, 1>& m, const Tensor<T, 1>& v, const Tensor<T, 1>& vmax = {}) {
+    const index_t n = this->state_size_;
+    auto fits = [n](const Tensor<T, 1>& t) { return !t.empty() && t.size() == n; };
+    if (steps < 0 || !fits(m) || !fits(v) || (opt_.amsgrad && !fits(vmax)))
+      throw Error(detail::cat("restore_state: expected ", n, "-element moment buffers", opt_.amsgrad ? " (3, amsgrad)" : "",
+                              " and a step count >= 0; got ", m.empty() ? 0 : m.size(), ", ", v.empty() ? 0 : v.size(),
+                              " elements and step ", steps, " (another model or method?)"));
+    this->steps_ = steps;
+    std::copy_n(m.data(), n, m_.data());
+    std::copy_n(v.data(), n, v_.data());
+    if (opt_.amsgrad) std::copy_n(vmax.data(), n, vmax_.data());
+  }
+
   void step() override {
     ++this->steps_;
     const double t = static_cast<double>(this->steps_);

@@ -90,6 +90,12 @@ class LRScheduler {
     apply();
   }
 
+  /// Continues a saved schedule: last_step() = step, lr = base_lr * f(step).
+  void restore(std::int64_t step) {
+    step_ = step;
+    apply();
+  }
+
   double base_lr() const { return base_; }
   /// The learning rate set last (torch's get_last_lr()).
   double lr() const { return lr_; }
