@@ -27,6 +27,14 @@ struct VarNode {
     if (grad.empty()) grad = Tensor<T, Rank>::zeros(shape);
     return grad;
   }
+  /// The same for an op that can overwrite: on first use the buffer is NOT zeroed and `fresh`
+  /// is set, and the caller must then write every element (e.g. a GEMM with beta = 0); else
+  /// `fresh` is false and the caller accumulates. Saves zeroing and re-reading the buffer.
+  const Tensor<T, Rank>& accumulator(bool& fresh) {
+    fresh = grad.empty();
+    if (fresh) grad = Tensor<T, Rank>(shape);
+    return grad;
+  }
 };
 
 /// One recorded backward step (one virtual call per op, never per element).

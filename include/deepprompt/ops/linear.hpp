@@ -43,9 +43,12 @@ Var<T, R> linear_impl(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 
                                bn = bias_grad ? bias->node() : nullptr,
                                xv = weight.requires_grad() ? x.value() : Tensor<T, R>(),
                                wv = x.requires_grad() ? weight.value() : Tensor<T, 2>()](const Tensor<T, R>& dy) {
-      if (xn)  // dx (rows, In) += dy (rows, Out) W (Out, In)
+      if (xn) {  // dx (rows, In) += dy (rows, Out) W (Out, In); the first gradient of x is written, not added
+        bool fresh = false;
+        T* dx = xn->accumulator(fresh).data();
         cpu::gemm<T>(cpu::Trans::No, cpu::Trans::No, rows, in, out_features, T(1), dy.data(), out_features,
-                     wv.data(), in, T(1), xn->accumulator().data(), in);
+                     wv.data(), in, fresh ? T(0) : T(1), dx, in);
+      }
       if (wn)  // dW (Out, In) += dy^T (Out, rows) x (rows, In)
         cpu::gemm<T>(cpu::Trans::Yes, cpu::Trans::No, out_features, in, rows, T(1), dy.data(), out_features,
                      xv.data(), in, T(1), wn->accumulator().data(), in);
