@@ -86,3 +86,13 @@ TEST_CASE("BertMethod: only the method's parameters train; its PEFT file loads b
     fs::remove_all(dir);
   }
 }
+
+TEST_CASE("Bert::set_dropout reaches every dropout module (0, 0: training computes what eval computes)") {
+  auto bert = dp::DynamicBert<float>::from_pretrained(kBert);  // the checkpoint's config has 0.1 and 0.1
+  dp::NoGradGuard g;
+  const auto eval = bert.forward(ids(), mask()).last_hidden_state.value().clone();
+  CHECK(dp_test::max_abs_diff(bert.forward(ids(), mask(), {}, {.training = true}).last_hidden_state.value(), eval) > 1e-3);
+  bert.set_dropout(0.0, 0.0);
+  CHECK(dp_test::max_abs_diff(bert.forward(ids(), mask(), {}, {.training = true}).last_hidden_state.value(), eval) == 0.0);
+  CHECK_THROWS_WITH_AS(bert.set_dropout(1.0, 0.0), "Bert::set_dropout: 1 is not in [0, 1)", dp::Error);
+}

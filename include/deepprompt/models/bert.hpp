@@ -509,6 +509,21 @@ class Bert {
     return cls->forward(hidden, embeddings.word_embeddings.weight.var());
   }
 
+  /// Sets the dropout probabilities after construction (the modules keep their own copies):
+  /// hidden = HF's hidden_dropout_prob (embeddings and every residual branch; THUDM's
+  /// --hidden_dropout_prob), attention = attention_probs_dropout_prob. Error outside [0, 1).
+  void set_dropout(double hidden, double attention) {
+    for (double p : {hidden, attention})
+      if (!(p >= 0.0 && p < 1.0)) throw Error(detail::cat("Bert::set_dropout: ", p, " is not in [0, 1)"));
+    cfg.hidden_dropout_prob = hidden, cfg.attention_probs_dropout_prob = attention;
+    embeddings.dropout = Dropout(hidden);
+    for (auto& l : encoder.layer) {
+      l.attention.self_attention.dropout = Dropout(attention);
+      l.attention.output.dropout = Dropout(hidden);
+      l.output.dropout = Dropout(hidden);
+    }
+  }
+
   // --- checkpoints ---------------------------------------------------------------------------
 
   /// Loads a Hugging Face checkpoint directory: config.json (model_type "bert") and
