@@ -42,7 +42,8 @@ inline const std::map<std::string, TaskDefaults>& task_defaults() {
 inline const std::vector<std::string> kTrainOptions{
     "task", "method", "model", "data", "out", "tokens", "lr", "epochs", "max-steps", "batch", "grad-accum",
     "max-length", "seed", "weight-decay", "warmup-ratio", "max-grad-norm", "dropout", "prefix-dropout",
-    "eval-every", "patience", "max-train", "max-eval", "bucket", "resume", "threads", "doc-stride"};
+    "eval-every", "patience", "max-train", "max-eval", "bucket", "resume", "threads", "doc-stride", "distributed", "lora-r", "lora-alpha",
+    "lora-dropout"};
 inline const std::vector<std::string> kEvalOptions{"task",       "model",   "adapter",   "data",
                                                    "max-eval",   "max-length", "doc-stride", "threads"};
 inline const std::vector<std::string> kPredictOptions{"task",       "model",      "adapter",

@@ -14,6 +14,9 @@
 #include <string>
 
 #include <deepprompt/backend/cpu/threads.hpp>
+#ifdef DEEPPROMPT_HAVE_MPI
+#include <deepprompt/train/mpi.hpp>
+#endif
 
 #include "options.hpp"
 #include "tasks.hpp"
@@ -43,11 +46,14 @@ const char* kTrainHelp =
     "  --weight-decay X (0)   --warmup-ratio X (0)   --max-grad-norm X (1.0)\n"
     "  --dropout X     BERT's hidden and head dropout (T5: its config's dropout_rate)\n"
     "  --prefix-dropout X  THUDM's dropout on the prefix (0)\n"
+    "  --lora-r N (8)  --lora-alpha X (16)  --lora-dropout X (0.1)   LoRA on query and value\n"
     "  --eval-every N  steps (0: each epoch)  --patience N     early stopping (0: off)\n"
     "  --max-train N / --max-eval N   use only the first N examples (0: all)\n"
     "  --bucket        length bucketing       --resume         continue from DIR/checkpoint\n"
     "  --doc-stride N  squad: tokens shared by consecutive windows of a long context (128)\n"
     "  --threads N     OpenMP threads (default: all)\n"
+    "  --distributed   data-parallel over MPI: mpirun -np N ptune train --distributed ... (--batch is the\n"
+    "                  global batch, split over the ranks; rank 0 evaluates and writes; docs/distributed.md)\n"
     "Defaults per task follow the official P-tuning-v2 run scripts (docs/ptune.md).\n";
 
 const char* kEvalHelp =
@@ -78,13 +84,25 @@ int main(int argc, char** argv) {
   const char* help = cmd == "train" ? kTrainHelp : cmd == "eval" ? kEvalHelp : cmd == "predict" ? kPredictHelp : nullptr;
   if (!help) return usage_error("unknown command '" + cmd + "'", kUsage);
   try {
-    const ptune::Args args(argc, argv, 2, {"resume", "bucket"});
+    const ptune::Args args(argc, argv, 2, {"resume", "bucket", "distributed"});
     if (args.has("help")) {
       std::fputs(help, stdout);
       return 0;
     }
     args.check_known(cmd == "train" ? ptune::kTrainOptions : cmd == "eval" ? ptune::kEvalOptions : ptune::kPredictOptions);
     if (args.has("threads")) dp::cpu::set_num_threads(static_cast<int>(args.num<long>("threads", 0)));
+    if (cmd == "train" && args.has("distributed")) {
+#ifdef DEEPPROMPT_HAVE_MPI
+      deepprompt::train::MpiSession mpi(&argc, &argv);
+      deepprompt::train::MpiSync sync;
+      ptune::g_sync = &sync;
+      const int status = ptune::train(args);
+      ptune::g_sync = nullptr;
+      return status;
+#else
+      throw deepprompt::Error("--distributed: this ptune was built without MPI (Debian libopenmpi-dev)");
+#endif
+    }
     if (cmd == "train") return ptune::train(args);
     if (cmd == "eval") return ptune::eval(args);
     return ptune::predict(args);

@@ -27,6 +27,10 @@
 
 namespace ptune {
 
+/// The data-parallel communicator of `ptune train --distributed` (ptune.cpp sets it), or null.
+inline deepprompt::train::GradientSync* g_sync = nullptr;
+inline int rank() { return g_sync ? g_sync->rank() : 0; }
+
 namespace fs = std::filesystem;
 namespace dp = deepprompt;
 namespace tasks = deepprompt::tasks;
@@ -79,13 +83,16 @@ inline Setup setup(const Args& a) {
 
 inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
   auto bert = dp::DynamicBert<float>::from_pretrained(s.model_dir);
-  bert.cfg.hidden_dropout_prob = s.dropout;
+  bert.set_dropout(s.dropout, bert.cfg.attention_probs_dropout_prob);
   if (!train) return dp::BertMethod::load(std::move(bert), existing_dir(a, "adapter"));
   const std::string name = a.str("method", "ptv2");
   const auto m = dp::method_from_name(name);
   if (!m) throw UsageError("unknown method '" + name + "' (" + std::string(dp::kMethodNames) + ")");
   const dp::MethodOptions mo{.tokens = a.num<long>("tokens", defaults_of(s.task).tokens),
                              .prefix_dropout = a.num<double>("prefix-dropout", 0.0),
+                             .lora_r = a.num<long>("lora-r", 8),
+                             .lora_alpha = a.num<double>("lora-alpha", 16.0),
+                             .lora_dropout = a.num<double>("lora-dropout", 0.1),
                              .seed = s.ro.seed};
   return dp::BertMethod::create(std::move(bert), *m, mo);
 }
@@ -159,15 +166,21 @@ inline int train(const Args& a) {
                                .seed = seed,
                                .bucket_by_length = a.has("bucket"),
                                .out_dir = a.required("out"),
-                               .resume = a.has("resume")};
+                               .resume = a.has("resume"),
+                               .sync = g_sync};
   const std::string method = a.str("method", "ptv2");
   const long tokens = a.num<long>("tokens", d.tokens);
   return with_runner(a, true, [&](auto& runner) {
     fs::create_directories(to.out_dir);
+    if (rank() > 0) {  // rank 0 reports and writes
+      dp::train::Trainer(runner, to).train();
+      return 0;
+    }
     const nlohmann::json config = {{"task", task},       {"method", method},      {"model", a.str("model")},
                                    {"data", a.str("data")}, {"tokens", tokens},   {"lr", to.lr},
                                    {"epochs", to.epochs}, {"max_steps", to.max_steps}, {"batch", to.batch_size},
-                                   {"seed", seed},         {"metric", to.metric}};
+                                   {"seed", seed},         {"metric", to.metric},
+                                   {"ranks", g_sync ? g_sync->size() : 1}};
     const std::string text = config.dump(2) + "\n";
     dp::write_file_atomic(to.out_dir / "ptune_config.json", std::as_bytes(std::span(text.data(), text.size())));
     std::cerr << "ptune train: " << task << ", " << method << ", " << runner.train_size() << " training examples\n"

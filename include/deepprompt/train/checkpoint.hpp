@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -110,12 +111,14 @@ struct TrainerState {
   std::uint64_t data_seed = 0;         // the shuffling seed the run started with
   std::int64_t total_steps = 0;        // the schedule's horizon
   std::string fingerprint;             // parameter names and sizes: a resume must match them
+  std::vector<std::uint64_t> rng_offsets;  // every rank's dropout-stream position (data-parallel)
 
   nlohmann::json to_json() const {
     return {{"global_step", global_step}, {"epoch", epoch}, {"batches_in_epoch", batches_in_epoch},
             {"rng_seed", rng_seed}, {"rng_offset", rng_offset}, {"best_metric", best_metric},
             {"best_step", best_step}, {"evals_without_improvement", evals_without_improvement},
-            {"data_seed", data_seed}, {"total_steps", total_steps}, {"fingerprint", fingerprint}};
+            {"data_seed", data_seed}, {"total_steps", total_steps}, {"fingerprint", fingerprint},
+            {"rng_offsets", rng_offsets}};
   }
   /// Throws FormatError naming the file and the field when a field is missing or mistyped.
   static TrainerState from_json(const nlohmann::json& j, const std::filesystem::path& file) {
@@ -131,6 +134,7 @@ struct TrainerState {
     get("rng_seed", s.rng_seed), get("rng_offset", s.rng_offset), get("best_metric", s.best_metric);
     get("best_step", s.best_step), get("evals_without_improvement", s.evals_without_improvement);
     get("data_seed", s.data_seed), get("total_steps", s.total_steps), get("fingerprint", s.fingerprint);
+    if (j.contains("rng_offsets")) get("rng_offsets", s.rng_offsets);
     return s;
   }
 };

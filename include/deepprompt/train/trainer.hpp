@@ -19,6 +19,12 @@
 //   - a loss that is NaN or infinite stops the run with an Error naming the step, before any
 //     update is applied.
 // Progress goes to stderr (a bar on a terminal, plain lines otherwise; train/progress.hpp).
+// Data-parallel (options.sync, e.g. train/mpi.hpp's MpiSync): every rank runs this loop over
+// the same global batches and takes its shard of each (sync.hpp's shard()); the weighted
+// gradients and losses are summed in one fused collective per step, so every rank applies the
+// same update; the ranks' parameters are compared every `sync_check_every` steps. Rank 0
+// evaluates, logs, saves the best adapter and the checkpoint (with every rank's dropout-stream
+// position); rank r's dropout stream is the task's seed + r * 0x9E3779B97F4A7C15.
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -38,6 +44,7 @@
 #include "optimizer.hpp"
 #include "progress.hpp"
 #include "schedule.hpp"
+#include "sync.hpp"
 
 namespace deepprompt::train {
 
@@ -80,6 +87,8 @@ struct TrainerOptions {
   std::int64_t stop_after = 0;           // > 0: stop (checkpoint saved) after this global step, as an interruption would
   ProgressMode progress = ProgressMode::automatic;
   std::int64_t log_every = 10;
+  GradientSync* sync = nullptr;          // data-parallel over these ranks (see the top); not owned
+  std::int64_t sync_check_every = 50;    // compare the ranks' parameters every N steps (0: never)
 };
 
 template <TrainTask Task>
@@ -143,6 +152,11 @@ Metrics Trainer<Task>::train() {
   state_.data_seed = opt_.seed;
   state_.total_steps = total;
   state_.fingerprint = fingerprint(params);
+  GradientSync* const sync = opt_.sync && opt_.sync->size() > 1 ? opt_.sync : nullptr;
+  const int rank = sync ? sync->rank() : 0, ranks = sync ? sync->size() : 1;
+  if (rank > 0)  // each rank its own dropout masks
+    task_.generator().set_state(task_.generator().seed() + 0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(rank),
+                                task_.generator().offset());
   state_.rng_seed = task_.generator().seed();
   if (opt_.resume && recover_folder(opt_.out_dir / "checkpoint")) {
     load_checkpoint(params, adam);
@@ -150,7 +164,8 @@ Metrics Trainer<Task>::train() {
   }
 
   const std::vector<index_t> lengths = task_.train_lengths();
-  Progress progress(opt_.progress, total, opt_.log_every);
+  Progress progress(rank == 0 ? opt_.progress : ProgressMode::off, total, opt_.log_every);
+  std::vector<float> fused;  // the data-parallel gradient buffer
   if (state_.global_step > 0)
     progress.message(detail::cat("resumed from ", (opt_.out_dir / "checkpoint").string(), " at step ", state_.global_step));
   double loss_sum = 0;  // since the last evaluation
@@ -166,23 +181,42 @@ Metrics Trainer<Task>::train() {
       double step_loss = 0;
       std::int64_t samples = 0;
       const std::int64_t micro = std::min<std::int64_t>(opt_.grad_accumulation, nb - state_.batches_in_epoch);
+      double nans = 0, infs = 0;  // micro-batches whose loss is NaN / infinite (summed over the ranks)
+      std::int64_t bad_batch = 0;
       for (std::int64_t k = 0; k < micro; ++k) {
-        const auto& b = batches[static_cast<std::size_t>(state_.batches_in_epoch + k)];
-        Var<float, 0> loss = task_.loss(std::span<const index_t>(b));
+        const auto& gb = batches[static_cast<std::size_t>(state_.batches_in_epoch + k)];
+        const std::span<const index_t> b = shard(std::span<const index_t>(gb), rank, ranks);
+        samples += static_cast<std::int64_t>(gb.size());
+        if (b.empty()) continue;
+        const double share = double(b.size()) / double(gb.size());  // of the global batch
+        Var<float, 0> loss = task_.loss(b);
         const double value = loss.value().data()[0];
-        if (!std::isfinite(value))
-          throw Error(detail::cat("training stopped: the loss is ", value, " at step ", state_.global_step + 1, " (epoch ",
-                                  state_.epoch + 1, ", batch ", state_.batches_in_epoch + k + 1, ", learning rate ",
-                                  adam.lr(), "); nothing of this step was applied. Lower the learning rate or check the data."));
-        loss.backward(Tensor<float, 0>::full({}, 1.0f / static_cast<float>(micro)));
-        step_loss += value / static_cast<double>(micro);
-        samples += static_cast<std::int64_t>(b.size());
+        if (!std::isfinite(value)) {
+          (std::isnan(value) ? nans : infs) += 1;
+          if (bad_batch == 0) bad_batch = k + 1;
+          if (!sync) break;  // alone: stop before the backward pass
+        }
+        loss.backward(Tensor<float, 0>::full({}, static_cast<float>(share / double(micro))));
+        step_loss += value * share / static_cast<double>(micro);
       }
+      if (sync) {  // sum the weighted gradients, losses and failure counts of all ranks
+        float extra[3] = {static_cast<float>(step_loss), static_cast<float>(nans), static_cast<float>(infs)};
+        sync_gradients(*sync, adam.params(), extra, fused);
+        step_loss = extra[0], nans = extra[1], infs = extra[2];
+      }
+      if (nans + infs > 0)
+        throw Error(detail::cat("training stopped: the loss is ", nans > 0 ? "nan" : "inf", " at step ",
+                                state_.global_step + 1, " (epoch ", state_.epoch + 1,
+                                bad_batch > 0 ? detail::cat(", batch ", state_.batches_in_epoch + bad_batch) : "",
+                                sync ? detail::cat(", on ", nans + infs, " rank-batches") : "", ", learning rate ",
+                                adam.lr(), "); nothing of this step was applied. Lower the learning rate or check the data."));
       if (opt_.max_grad_norm > 0) clip_grad_norm(adam.params(), opt_.max_grad_norm);
       adam.step();
       schedule.step();
       state_.batches_in_epoch += micro;
       ++state_.global_step;
+      if (sync && opt_.sync_check_every > 0 && state_.global_step % opt_.sync_check_every == 0)
+        check_in_sync(*sync, adam.params(), state_.global_step);
       loss_sum += step_loss, ++loss_steps;
       const double epoch_pos = double(state_.epoch) + double(state_.batches_in_epoch) / double(nb);
       progress.update(state_.global_step, epoch_pos, step_loss, adam.lr(), samples);
@@ -192,7 +226,13 @@ Metrics Trainer<Task>::train() {
       const bool eval_now = opt_.eval_every > 0 ? state_.global_step % opt_.eval_every == 0 || last : epoch_done || last;
       if (epoch_done) state_.epoch += 1, state_.batches_in_epoch = 0;
       if (eval_now) {
-        evaluate_and_log(epoch_pos, loss_steps ? loss_sum / double(loss_steps) : 0.0, progress);
+        if (rank == 0) evaluate_and_log(epoch_pos, loss_steps ? loss_sum / double(loss_steps) : 0.0, progress);
+        if (sync) {  // rank 0's bookkeeping, so that every rank stops together
+          double b[3] = {state_.best_metric, double(state_.best_step), double(state_.evals_without_improvement)};
+          sync->broadcast(b, 3, 0);
+          state_.best_metric = b[0], state_.best_step = static_cast<std::int64_t>(b[1]);
+          state_.evals_without_improvement = static_cast<std::int64_t>(b[2]);
+        }
         loss_sum = 0, loss_steps = 0;
         task_.set_training(true);
         if (opt_.patience > 0 && state_.evals_without_improvement >= opt_.patience) {
@@ -205,7 +245,9 @@ Metrics Trainer<Task>::train() {
       const bool interrupted = opt_.stop_after > 0 && state_.global_step >= opt_.stop_after;
       if (eval_now || interrupted || stop) {
         state_.rng_offset = task_.generator().offset();
-        save_checkpoint(params, adam);
+        state_.rng_offsets.assign(static_cast<std::size_t>(ranks), state_.rng_offset);
+        if (sync) sync->allgather(state_.rng_offset, state_.rng_offsets.data());
+        if (rank == 0) save_checkpoint(params, adam);
       }
       if (interrupted) return best_.empty() ? last_ : best_;
       if (epoch_done) break;  // the next epoch draws its own order
@@ -289,7 +331,15 @@ void Trainer<Task>::load_checkpoint(const std::vector<ParamRef<float>>& params, 
   auto moments = SafeTensorsFile::open(dir / "optimizer.safetensors");
   adam.restore_state(saved.global_step, moments.template load<float, 1>("exp_avg"),
                      moments.template load<float, 1>("exp_avg_sq"));
-  task_.generator().set_state(saved.rng_seed, saved.rng_offset);
+  const int ranks = opt_.sync ? opt_.sync->size() : 1, rank = opt_.sync ? opt_.sync->rank() : 0;
+  if (ranks > 1 || saved.rng_offsets.size() > 1) {
+    if (saved.rng_offsets.size() != static_cast<std::size_t>(ranks))
+      throw Error(detail::cat("cannot resume from '", dir.string(), "': it was made by ", saved.rng_offsets.size(),
+                              " ranks, this run has ", ranks));
+    task_.generator().set_state(task_.generator().seed(), saved.rng_offsets[static_cast<std::size_t>(rank)]);
+  } else {
+    task_.generator().set_state(saved.rng_seed, saved.rng_offset);
+  }
   state_ = saved;
 }
 

@@ -1,0 +1,61 @@
+#!/bin/sh
+# The data-parallel tests under mpirun -np 2 (one machine; --oversubscribe for 2-core machines,
+# --allow-run-as-root for CI containers): same weights as one process with the same global batch,
+# divergence detected, and a hanging rank ends the job with a message instead of a hang.
+# With ptune and make_tiny_model: `mpirun -np 2 ptune train --distributed` (global batch 8) ends
+# with the trainable tensors of a single-process run with batch 8 (dropout off), for ptv2, lora
+# and full fine-tuning (within reduction-order tolerance, looser for full: see below).
+#   tests/mpi/run.sh path/to/mpiexec path/to/deepprompt_mpi_test [path/to/ptune path/to/make_tiny_model]
+set -u
+MPIEXEC=${1:?usage: run.sh MPIEXEC TEST}
+TEST=${2:?usage: run.sh MPIEXEC TEST}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+RUN="$MPIEXEC --allow-run-as-root --oversubscribe -np 2"
+fails=0
+if ! $RUN "$TEST" same "$TMP" > "$TMP/same.log" 2>&1; then
+  echo "FAIL: same"; cat "$TMP/same.log"; fails=$((fails + 1))
+else
+  grep "rank 0:" "$TMP/same.log"
+fi
+start=$(date +%s)
+$RUN "$TEST" hang > "$TMP/hang.log" 2>&1
+status=$?
+elapsed=$(( $(date +%s) - start ))
+[ "$status" -ne 0 ] || { echo "FAIL: hang: exit 0"; fails=$((fails + 1)); }
+grep -q "rank 0: no progress in allreduce" "$TMP/hang.log" || { echo "FAIL: hang: no message"; cat "$TMP/hang.log"; fails=$((fails + 1)); }
+[ "$elapsed" -lt 15 ] || { echo "FAIL: hang: took ${elapsed} s"; fails=$((fails + 1)); }
+
+if [ $# -ge 4 ]; then
+  PTUNE=$3
+  HERE=$(cd "$(dirname "$0")" && pwd)
+  "$4" bert "$HERE/../data/tokenizers/bert-base-uncased-vocab.txt" "$TMP/model" 32 2 4 64 1 || exit 1
+  sed 's/"attention_probs_dropout_prob": 0.1/"attention_probs_dropout_prob": 0.0/' "$TMP/model/config.json" > "$TMP/c.json"
+  mv "$TMP/c.json" "$TMP/model/config.json"
+  for method in ptv2 lora full; do
+    common="train --task sst2 --method $method --model $TMP/model --data $HERE/../data/datasets/glue/sst2 --epochs 3 --batch 8 --dropout 0 --lora-dropout 0 --seed 3"
+    $RUN "$PTUNE" $common --distributed --out "$TMP/par-$method" > "$TMP/par.log" 2>&1 || { echo "FAIL: $method: distributed"; cat "$TMP/par.log"; fails=$((fails + 1)); continue; }
+    "$PTUNE" $common --out "$TMP/one-$method" > "$TMP/one.log" 2>&1 || { echo "FAIL: $method: single"; cat "$TMP/one.log"; fails=$((fails + 1)); continue; }
+    python3 - "$TMP/par-$method/checkpoint/trainable.safetensors" "$TMP/one-$method/checkpoint/trainable.safetensors" "$method" <<'PYEOF' || { echo "FAIL: $method: the weights differ"; fails=$((fails + 1)); }
+import json, struct, sys
+def read(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); out = {}
+    for k, v in h.items():
+        if k != "__metadata__":
+            s, e = v["data_offsets"]; d = b[8 + n + s:8 + n + e]
+            out[k] = struct.unpack("<%df" % (len(d) // 4), d)
+    return out
+a, b = read(sys.argv[1]), read(sys.argv[2])
+assert a.keys() == b.keys()
+diff = max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a)
+print("%s: %d tensors, max |distributed - single| = %.3g" % (sys.argv[1].split("/")[-3], len(a), diff))
+# Sums over the batch run in another order on each rank's shard; AdamW scales every gradient to
+# about lr, so near-zero gradients (most of a fully trained BERT's) carry that rounding noise
+# into lr-sized steps: full fine-tuning gets the looser bound.
+assert diff < (1e-3 if sys.argv[3] == "full" else 1e-4), diff
+PYEOF
+  done
+fi
+[ "$fails" -eq 0 ] && echo "mpi: all checks passed"
+exit "$fails"
