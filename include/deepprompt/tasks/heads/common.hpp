@@ -228,6 +228,21 @@ std::optional<Linear<T>> load_peft_head(const SafeTensorsFile& file, std::string
   return std::nullopt;
 }
 
+/// Replaces `linear` (a head's Linear) by the `module` stored in the adapter folder `dir`
+/// (adapter_model.safetensors, see load_peft_head). FormatError when the file has no such head,
+/// ShapeError naming `who` when its weight's shape is not `linear`'s.
+template <class T>
+void load_head_into(Linear<T>& linear, const std::filesystem::path& dir, std::string_view module, bool trainable,
+                    std::string_view who) {
+  const auto file = SafeTensorsFile::open(dir / "adapter_model.safetensors");
+  auto h = load_peft_head<T>(file, module, trainable);
+  if (!h) throw FormatError(detail::cat("adapter '", file.path().string(), "' has no ", module, " head"));
+  check_shapes(h->weight.shape() == linear.weight.shape(), who,
+               detail::cat("the stored ", module, " weight must have the model's shape"), h->weight.shape(),
+               linear.weight.shape());
+  linear = std::move(*h);
+}
+
 /// The PEFT type whose file the backbone writes, as far as it decides the head's base prefix:
 /// the backbone's own peft_type() when it has one (BertMethod), "PREFIX_TUNING" for a
 /// prompt-learning backbone (it has a `prompt`: PromptedBert), "LORA" otherwise (LoraBert).

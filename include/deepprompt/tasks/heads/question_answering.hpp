@@ -135,13 +135,7 @@ class QuestionAnswerer {
   }
   /// Loads qa_outputs from an adapter directory (FormatError when absent or mis-shaped).
   void load_peft_head(const std::filesystem::path& dir, bool trainable = true) {
-    const auto file = SafeTensorsFile::open(dir / "adapter_model.safetensors");
-    auto h = tasks::load_peft_head<T>(file, "qa_outputs", trainable);
-    if (!h) throw FormatError(detail::cat("adapter '", file.path().string(), "' has no qa_outputs head"));
-    check_shapes(h->weight.shape() == head.qa_outputs.weight.shape(), "QuestionAnswerer::load_peft_head",
-                 "the stored qa_outputs weight must be (2, C) as the model's", h->weight.shape(),
-                 head.qa_outputs.weight.shape());
-    head.qa_outputs = std::move(*h);
+    load_head_into(head.qa_outputs, dir, "qa_outputs", trainable, "QuestionAnswerer::load_peft_head");
   }
 };
 

@@ -185,13 +185,7 @@ class SequenceClassifier {
   }
   /// Loads the head of an adapter directory (FormatError when it has none or it does not fit).
   void load_peft_head(const std::filesystem::path& dir, bool trainable = true) {
-    const auto file = SafeTensorsFile::open(dir / "adapter_model.safetensors");
-    auto h = tasks::load_peft_head<T>(file, "classifier", trainable);
-    if (!h) throw FormatError(detail::cat("adapter '", file.path().string(), "' has no classifier head"));
-    check_shapes(h->weight.shape() == head.classifier.weight.shape(), "SequenceClassifier::load_peft_head",
-                 "the stored classifier weight must be (K, C) as the model's", h->weight.shape(),
-                 head.classifier.weight.shape());
-    head.classifier = std::move(*h);
+    load_head_into(head.classifier, dir, "classifier", trainable, "SequenceClassifier::load_peft_head");
   }
 };
 

@@ -130,6 +130,11 @@ class TokenClassifier {
   void save_peft(const std::filesystem::path& dir, const PeftSaveOptions& o = {}) {
     save_backbone_peft(backbone, dir, o, peft_head_entries(), "TOKEN_CLS");
   }
+  /// Loads the head of an adapter directory (FormatError when it has none, ShapeError when it
+  /// is not (K, C) as this model's).
+  void load_peft_head(const std::filesystem::path& dir, bool trainable = true) {
+    load_head_into(head.classifier, dir, "classifier", trainable, "TokenClassifier::load_peft_head");
+  }
 };
 
 template <class B>

@@ -75,27 +75,9 @@ inline NerSplits read_ner_task(const std::filesystem::path& dir) {
   return s;
 }
 
-/// TokenClassifier<BertMethod> with the head readable back from a PEFT adapter directory.
-class NerModel : public TokenClassifier<BertMethod> {
- public:
-  using TokenClassifier<BertMethod>::TokenClassifier;
-
-  /// Loads the classifier of an adapter directory (FormatError when it has none or it is not
-  /// (K, C) as this model's).
-  void load_peft_head(const std::filesystem::path& dir, bool trainable = true) {
-    const auto file = SafeTensorsFile::open(dir / "adapter_model.safetensors");
-    auto h = tasks::load_peft_head<float>(file, "classifier", trainable);
-    if (!h) throw FormatError(detail::cat("adapter '", file.path().string(), "' has no classifier head"));
-    check_shapes(h->weight.shape() == head.classifier.weight.shape(), "NerModel::load_peft_head",
-                 "the stored classifier weight must be (K, C) as the model's", h->weight.shape(),
-                 head.classifier.weight.shape());
-    head.classifier = std::move(*h);
-  }
-};
-
 class NerRunner {
  public:
-  using Model = NerModel;
+  using Model = TokenClassifier<BertMethod>;
   Model model;
 
   /// `tok` must outlive the runner. Every tag must be in data.labels (else FormatError naming the
