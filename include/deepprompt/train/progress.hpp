@@ -33,7 +33,7 @@ class Progress {
       : out_(out), total_(total_steps), every_(every > 0 ? every : 1) {
     if (mode == ProgressMode::automatic) mode = ::isatty(::fileno(out)) ? ProgressMode::bar : ProgressMode::lines;
     mode_ = mode;
-    start_ = last_ = std::chrono::steady_clock::now();
+    start_ = std::chrono::steady_clock::now();
   }
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -48,7 +48,7 @@ class Progress {
     const auto now = std::chrono::steady_clock::now();
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(samples_) / elapsed : 0.0;
-    const double per_step = steps_seen_ + 1 > 0 ? elapsed / static_cast<double>(++steps_seen_) : 0.0;
+    const double per_step = elapsed / static_cast<double>(++steps_seen_);  // mean seconds a step so far
     const double eta = per_step * static_cast<double>(std::max<std::int64_t>(0, total_ - step));
     char line[256];
     if (mode_ == ProgressMode::bar) {
@@ -96,7 +96,7 @@ class Progress {
   std::FILE* out_;
   ProgressMode mode_ = ProgressMode::lines;
   std::int64_t total_, every_, samples_ = 0, steps_seen_ = 0;
-  std::chrono::steady_clock::time_point start_, last_;
+  std::chrono::steady_clock::time_point start_;
   bool drawn_ = false;
 };
 
