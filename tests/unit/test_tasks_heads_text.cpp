@@ -281,3 +281,27 @@ TEST_CASE("tasks heads: to_qa_examples reads SQuAD-like records (optional answer
   CHECK(f[0].start_position == 7);  // [CLS] where is b ? [SEP] a b
   CHECK(f[1].start_position == 0);
 }
+
+TEST_CASE("tasks heads: pad_encodings pads to the longest row; the picked-rows form equals padding copies") {
+  auto enc = [](std::vector<std::int32_t> ids, std::vector<std::int32_t> types) {
+    dp::Encoding e;
+    e.ids = ids, e.type_ids = types, e.attention_mask.assign(ids.size(), 1);
+    return e;
+  };
+  const std::vector<dp::Encoding> all{enc({2, 5, 3}, {0, 0, 0}), enc({2, 7, 8, 9, 3}, {0, 0, 1, 1, 1}), enc({2, 3}, {0, 0})};
+  const auto b = dp::tasks::pad_encodings(all, 0);
+  CHECK(b.input_ids.shape()[1] == 5);
+  CHECK(b.input_ids(0, 3) == 0);          // padded with the pad id
+  CHECK(b.attention_mask(0, 2) == 1);
+  CHECK(b.attention_mask(0, 3) == 0);
+  CHECK(b.token_type_ids(1, 2) == 1);
+  const std::vector<dp::index_t> pick{2, 0};
+  const auto p = dp::tasks::pad_encodings(all, pick, 9);
+  const std::vector<dp::Encoding> copies{all[2], all[0]};
+  const auto q = dp::tasks::pad_encodings(copies, 9);
+  CHECK(p.input_ids.shape() == q.input_ids.shape());
+  CHECK(std::equal(p.input_ids.data(), p.input_ids.data() + p.input_ids.size(), q.input_ids.data()));
+  CHECK(std::equal(p.attention_mask.data(), p.attention_mask.data() + p.attention_mask.size(), q.attention_mask.data()));
+  CHECK(p.input_ids(0, 2) == 9);
+  CHECK_THROWS_WITH_AS(dp::tasks::pad_encodings(all, std::vector<dp::index_t>{}, 0), "pad_encodings: no encodings", dp::Error);
+}

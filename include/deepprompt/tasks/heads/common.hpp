@@ -163,17 +163,18 @@ void check_label_shape(const Tensor<X, R>& t, const Shape<2>& ids, const char* w
                  t.shape(), ids);
 }
 
-/// Pads the encodings (one per row) on the right to the longest: input_ids (pad_id), attention_mask
-/// (0) and token_type_ids (0), each (B, T). Throws Error for an empty list.
-inline EncodedBatch pad_encodings(std::span<const Encoding> rows, std::int64_t pad_id = 0) {
-  if (rows.empty()) throw Error("pad_encodings: no encodings");
+namespace heads_detail {
+// pad_encodings over B rows, row b being row(b).
+template <class Row>
+EncodedBatch pad_rows(index_t B, Row row, std::int64_t pad_id) {
+  if (B == 0) throw Error("pad_encodings: no encodings");
   std::size_t T = 1;
-  for (const auto& e : rows) T = std::max(T, e.size());
-  const index_t B = static_cast<index_t>(rows.size()), L = static_cast<index_t>(T);
+  for (index_t b = 0; b < B; ++b) T = std::max(T, row(b).size());
+  const index_t L = static_cast<index_t>(T);
   EncodedBatch out{Tensor<std::int64_t, 2>::full({B, L}, pad_id), Tensor<std::int64_t, 2>::zeros({B, L}),
                    Tensor<std::int64_t, 2>::zeros({B, L})};
   for (index_t b = 0; b < B; ++b) {
-    const Encoding& e = rows[static_cast<std::size_t>(b)];
+    const Encoding& e = row(b);
     for (std::size_t t = 0; t < e.size(); ++t) {
       const index_t j = static_cast<index_t>(t);
       out.input_ids(b, j) = e.ids[t];
@@ -182,6 +183,23 @@ inline EncodedBatch pad_encodings(std::span<const Encoding> rows, std::int64_t p
     }
   }
   return out;
+}
+}  // namespace heads_detail
+
+/// Pads the encodings (one per row) on the right to the longest: input_ids (pad_id), attention_mask
+/// (0) and token_type_ids (0), each (B, T). Throws Error for an empty list.
+inline EncodedBatch pad_encodings(std::span<const Encoding> rows, std::int64_t pad_id = 0) {
+  return heads_detail::pad_rows(
+      static_cast<index_t>(rows.size()), [&](index_t b) -> const Encoding& { return rows[static_cast<std::size_t>(b)]; },
+      pad_id);
+}
+
+/// The same for the rows `pick` of `all` (a batch of a tokenised data set, without copying it).
+inline EncodedBatch pad_encodings(std::span<const Encoding> all, std::span<const index_t> pick, std::int64_t pad_id) {
+  return heads_detail::pad_rows(
+      static_cast<index_t>(pick.size()),
+      [&](index_t b) -> const Encoding& { return all[static_cast<std::size_t>(pick[static_cast<std::size_t>(b)])]; },
+      pad_id);
 }
 
 /// The pad id of a tokenizer: [PAD], else <pad>, else 0.

@@ -146,9 +146,7 @@ class ClassificationRunner {
     return e.text_b ? tok_->encode(e.text_a, *e.text_b, eo) : tok_->encode(e.text_a, eo);
   }
   SequenceClassificationBatch collate(const std::vector<Encoding>& from, std::span<const index_t> idx) const {
-    std::vector<Encoding> rows;
-    for (index_t i : idx) rows.push_back(from[static_cast<std::size_t>(i)]);
-    EncodedBatch e = pad_encodings(rows, pad_);
+    EncodedBatch e = pad_encodings(from, idx, pad_);
     return {e.input_ids, e.attention_mask, e.token_type_ids, {}, {}};
   }
   std::vector<std::int64_t> predict_encoded(const std::vector<Encoding>& enc) {

@@ -330,13 +330,9 @@ class WebnlgRunner {
   }
   /// Teacher-forced mean cross-entropy over the target tokens of the batch.
   Var<float, 0> loss(std::span<const index_t> batch) {
-    std::vector<Encoding> rows;
     std::size_t S = 1;
-    for (index_t i : batch) {
-      rows.push_back(src_.at(static_cast<std::size_t>(i)));
-      S = std::max(S, tgt_[static_cast<std::size_t>(i)].size());
-    }
-    const EncodedBatch e = pad_encodings(rows, pad_);
+    for (index_t i : batch) S = std::max(S, tgt_.at(static_cast<std::size_t>(i)).size());
+    const EncodedBatch e = pad_encodings(src_, batch, pad_);
     const auto B = static_cast<index_t>(batch.size());
     auto labels = Tensor<std::int64_t, 2>::full({B, static_cast<index_t>(S)}, -100);  // (B, S)
     for (index_t b = 0; b < B; ++b) {

@@ -156,9 +156,7 @@ class NerRunner {
     return encode_words(*tok_, words, EncodeOptions{.max_length = static_cast<std::size_t>(opt_.max_length)});
   }
   TokenClassificationBatch collate(const std::vector<Encoding>& from, std::span<const index_t> idx) const {
-    std::vector<Encoding> rows;
-    for (index_t i : idx) rows.push_back(from[static_cast<std::size_t>(i)]);
-    EncodedBatch e = pad_encodings(rows, pad_);  // (B, T) each
+    EncodedBatch e = pad_encodings(from, idx, pad_);  // (B, T) each
     return {e.input_ids, e.attention_mask, e.token_type_ids, {}};
   }
   /// Word-level tags of encoded sentences; words[i]: the word count of sentence i.
