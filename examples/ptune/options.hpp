@@ -43,7 +43,7 @@ inline const std::vector<std::string> kTrainOptions{
     "task", "method", "model", "data", "out", "tokens", "lr", "epochs", "max-steps", "batch", "grad-accum",
     "max-length", "seed", "weight-decay", "warmup-ratio", "max-grad-norm", "dropout", "prefix-dropout",
     "eval-every", "patience", "max-train", "max-eval", "bucket", "resume", "threads", "doc-stride", "distributed", "lora-r", "lora-alpha",
-    "lora-dropout"};
+    "lora-dropout", "stop-after"};
 inline const std::vector<std::string> kEvalOptions{"task",       "model",   "adapter",   "data",
                                                    "max-eval",   "max-length", "doc-stride", "threads"};
 inline const std::vector<std::string> kPredictOptions{"task",       "model",      "adapter",

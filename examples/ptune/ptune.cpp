@@ -50,6 +50,7 @@ const char* kTrainHelp =
     "  --eval-every N  steps (0: each epoch)  --patience N     early stopping (0: off)\n"
     "  --max-train N / --max-eval N   use only the first N examples (0: all)\n"
     "  --bucket        length bucketing       --resume         continue from DIR/checkpoint\n"
+    "  --stop-after N  stop after step N with the checkpoint saved, as an interruption would\n"
     "  --doc-stride N  squad: tokens shared by consecutive windows of a long context (128)\n"
     "  --threads N     OpenMP threads (default: all)\n"
     "  --distributed   data-parallel over MPI: mpirun -np N ptune train --distributed ... (--batch is the\n"

@@ -167,6 +167,7 @@ inline int train(const Args& a) {
                                .bucket_by_length = a.has("bucket"),
                                .out_dir = a.required("out"),
                                .resume = a.has("resume"),
+                               .stop_after = a.num<long>("stop-after", 0),
                                .sync = g_sync};
   const std::string method = a.str("method", "ptv2");
   const long tokens = a.num<long>("tokens", d.tokens);

@@ -140,6 +140,17 @@ fi
 grep -q "resumed from" "$TMP/resume.log" || fail "resume: no message"
 [ "$(wc -l < "$TMP/out-ptv2/eval_log.jsonl")" -eq 12 ] || fail "resume: the finished run trained again"
 
+# an interrupted run resumed ends bit for bit where an uninterrupted one ends (dropout and prefix
+# dropout on, so the dropout stream's position matters): same adapter, checkpoint and losses
+RUN="train --task sst2 --method ptv2 --model $TMP/model --data $DATA --epochs 3 --batch 4 --max-train 32 --eval-every 5 --lr 5e-2 --dropout 0.1 --prefix-dropout 0.1 --seed 5 --threads 2"
+"$PTUNE" $RUN --out "$TMP/straight" > /dev/null 2>&1 || fail "bit-identical resume: the straight run failed"
+"$PTUNE" $RUN --out "$TMP/cut" --stop-after 7 > /dev/null 2>&1 || fail "bit-identical resume: the interrupted run failed"
+[ "$(wc -l < "$TMP/cut/eval_log.jsonl")" -eq 1 ] || fail "--stop-after 7 with --eval-every 5 should log one evaluation"
+"$PTUNE" $RUN --out "$TMP/cut" --resume > /dev/null 2>&1 || fail "bit-identical resume: the resumed run failed"
+for f in best/adapter_model.safetensors checkpoint/trainable.safetensors checkpoint/optimizer.safetensors eval_log.jsonl; do
+  cmp -s "$TMP/straight/$f" "$TMP/cut/$f" || fail "bit-identical resume: $f differs"
+done
+
 # usage errors exit 2, failures exit 1, help exits 0
 expect() {  # expect STATUS PATTERN ARGS...
   want=$1; pattern=$2; shift 2

@@ -135,6 +135,20 @@ TEST_CASE("Trainer: an interrupted run resumed from its checkpoint equals the un
     CHECK(std::equal(a.w.value().data(), a.w.value().data() + a.w.size(), b2.w.value().data()));
     CHECK(std::equal(a.b.value().data(), a.b.value().data() + a.b.size(), b2.b.value().data()));
     CHECK(a.gen.offset() == b2.gen.offset());
+    // the same losses: the evaluation logs (step, train_loss, accuracy) agree line for line, exactly
+    // (the interruption at step 7 falls between evaluations: the loss sum since the last one is in the checkpoint)
+    std::ifstream la(a_dir / "eval_log.jsonl"), lb(b_dir / "eval_log.jsonl");
+    int lines = 0;
+    for (std::string x, y; std::getline(la, x); ++lines) {
+      REQUIRE(std::getline(lb, y));
+      const auto jx = nlohmann::json::parse(x), jy = nlohmann::json::parse(y);
+      CHECK(jx.at("step") == jy.at("step"));
+      CHECK(jx.at("train_loss").get<double>() == jy.at("train_loss").get<double>());
+      CHECK(jx.at("accuracy").get<double>() == jy.at("accuracy").get<double>());
+    }
+    std::string extra;
+    CHECK(!std::getline(lb, extra));
+    CHECK(lines == (eval_every ? 5 : 3));
     fs::remove_all(a_dir), fs::remove_all(b_dir);
   }
 }

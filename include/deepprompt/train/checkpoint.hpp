@@ -112,13 +112,15 @@ struct TrainerState {
   std::int64_t total_steps = 0;        // the schedule's horizon
   std::string fingerprint;             // parameter names and sizes: a resume must match them
   std::vector<std::uint64_t> rng_offsets;  // every rank's dropout-stream position (data-parallel)
+  double loss_sum = 0;                 // training losses since the last evaluation (its log's train_loss)
+  std::int64_t loss_steps = 0;         // ... and their count
 
   nlohmann::json to_json() const {
     return {{"global_step", global_step}, {"epoch", epoch}, {"batches_in_epoch", batches_in_epoch},
             {"rng_seed", rng_seed}, {"rng_offset", rng_offset}, {"best_metric", best_metric},
             {"best_step", best_step}, {"evals_without_improvement", evals_without_improvement},
             {"data_seed", data_seed}, {"total_steps", total_steps}, {"fingerprint", fingerprint},
-            {"rng_offsets", rng_offsets}};
+            {"rng_offsets", rng_offsets}, {"loss_sum", loss_sum}, {"loss_steps", loss_steps}};
   }
   /// Throws FormatError naming the file and the field when a field is missing or mistyped.
   static TrainerState from_json(const nlohmann::json& j, const std::filesystem::path& file) {
@@ -135,6 +137,7 @@ struct TrainerState {
     get("best_step", s.best_step), get("evals_without_improvement", s.evals_without_improvement);
     get("data_seed", s.data_seed), get("total_steps", s.total_steps), get("fingerprint", s.fingerprint);
     if (j.contains("rng_offsets")) get("rng_offsets", s.rng_offsets);
+    if (j.contains("loss_sum")) get("loss_sum", s.loss_sum), get("loss_steps", s.loss_steps);
     return s;
   }
 };

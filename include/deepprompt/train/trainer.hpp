@@ -168,8 +168,8 @@ Metrics Trainer<Task>::train() {
   std::vector<float> fused;  // the data-parallel gradient buffer
   if (state_.global_step > 0)
     progress.message(detail::cat("resumed from ", (opt_.out_dir / "checkpoint").string(), " at step ", state_.global_step));
-  double loss_sum = 0;  // since the last evaluation
-  std::int64_t loss_steps = 0;
+  double loss_sum = state_.loss_sum;  // since the last evaluation (a resumed run logs what an uninterrupted one would)
+  std::int64_t loss_steps = state_.loss_steps;
   bool stop = state_.global_step >= total;
   while (!stop) {
     const auto batches = epoch_batches(task_.train_size(), opt_.batch_size, state_.data_seed,
@@ -245,6 +245,7 @@ Metrics Trainer<Task>::train() {
       const bool interrupted = opt_.stop_after > 0 && state_.global_step >= opt_.stop_after;
       if (eval_now || interrupted || stop) {
         state_.rng_offset = task_.generator().offset();
+        state_.loss_sum = loss_sum, state_.loss_steps = loss_steps;
         state_.rng_offsets.assign(static_cast<std::size_t>(ranks), state_.rng_offset);
         if (sync) sync->allgather(state_.rng_offset, state_.rng_offsets.data());
         if (rank == 0) save_checkpoint(params, adam);
