@@ -6,8 +6,12 @@
 // Hugging Face's HfBertConfig / HfT5Config when absent or null. A wrong JSON type, a missing required
 // field, an unknown model_type or an inconsistent value raises FormatError naming the file and
 // the field. Unknown fields (architectures, task_specific_params, id2label...) are ignored.
+// A config whose dimensions imply more parameters than limits().model_parameters, or whose JSON
+// nests deeper than limits().json_depth, raises LimitError (io/limits.hpp).
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +21,8 @@
 
 #include "../core/tensor.hpp"
 #include "file.hpp"
+#include "json.hpp"
+#include "limits.hpp"
 
 namespace deepprompt {
 
@@ -132,6 +138,34 @@ inline void check_epsilon(const ConfigReader& r, std::string_view field, double 
   if (!(eps > 0.0)) r.fail(field, cat("must be positive, got ", eps));
 }
 
+// The parameters a model of these dimensions has (weight matrices and embeddings; biases and
+// norms are a rounding error), saturating instead of overflowing.
+inline std::uint64_t dims(std::initializer_list<index_t> factors) {
+  std::uint64_t p = 1;
+  for (auto f : factors) p = saturating_mul(p, static_cast<std::uint64_t>(std::max<index_t>(f, 0)));
+  return p;
+}
+inline std::uint64_t bert_parameters(const HfBertConfig& c) {
+  const auto rows = saturating_add(saturating_add(dims({c.vocab_size}), dims({c.max_position_embeddings})),
+                                   dims({c.type_vocab_size}));
+  const auto layer = saturating_add(dims({4, c.hidden_size, c.hidden_size}), dims({2, c.hidden_size, c.intermediate_size}));
+  return saturating_add(saturating_mul(rows, dims({c.hidden_size})), saturating_mul(layer, dims({c.num_hidden_layers})));
+}
+inline std::uint64_t t5_parameters(const HfT5Config& c) {
+  const auto attention = dims({4, c.num_heads, c.d_kv, c.d_model});
+  const auto ff = dims({c.is_gated_act ? 3 : 2, c.d_model, c.d_ff});
+  const auto encoder = saturating_mul(saturating_add(attention, ff), dims({c.num_layers}));
+  const auto decoder = saturating_mul(saturating_add(saturating_mul(2, attention), ff), dims({c.num_decoder_layers}));
+  const auto embeddings = dims({c.vocab_size, c.d_model, c.tie_word_embeddings ? 1 : 2});
+  const auto buckets = dims({2, c.relative_attention_num_buckets, c.num_heads});
+  return saturating_add(saturating_add(embeddings, buckets), saturating_add(encoder, decoder));
+}
+/// LimitError when the model of `c` would have more than limits().model_parameters parameters.
+inline void check_parameters(std::string_view source, std::uint64_t count) {
+  check_limit(cat("config '", source, "'"), "the parameter count implied by the dimensions", count,
+              limits().model_parameters, "model_parameters");
+}
+
 inline HfBertConfig bert_from(const ConfigReader& r, std::string model_type) {
   HfBertConfig c;
   c.model_type = std::move(model_type);
@@ -207,15 +241,23 @@ inline HfT5Config t5_from(const ConfigReader& r, std::string model_type) {
 inline ModelConfig parse_config(std::string_view json_text, std::string_view source = "<string>") {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(json_text.begin(), json_text.end());
+    j = detail::parse_json_limited(json_text, detail::cat("config '", source, "'"));
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(detail::cat("config '", source, "': invalid JSON: ", detail::printable(e.what())));
   }
   if (!j.is_object()) throw FormatError(detail::cat("config '", source, "': not a JSON object"));
   const detail::ConfigReader r(j, std::string(source));
   auto type = r.required<std::string>("model_type");
-  if (type == "bert") return detail::bert_from(r, std::move(type));
-  if (type == "t5" || type == "mt5") return detail::t5_from(r, std::move(type));
+  if (type == "bert") {
+    auto c = detail::bert_from(r, std::move(type));
+    detail::check_parameters(source, detail::bert_parameters(c));
+    return c;
+  }
+  if (type == "t5" || type == "mt5") {
+    auto c = detail::t5_from(r, std::move(type));
+    detail::check_parameters(source, detail::t5_parameters(c));
+    return c;
+  }
   r.fail("model_type", detail::cat("unknown model_type \"", type, "\" (supported: bert, t5, mt5)"));
 }
 

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "../core/error.hpp"
+#include "limits.hpp"
 
 namespace deepprompt {
 
@@ -34,12 +35,7 @@ class IoError : public Error {
   using Error::Error;
 };
 
-/// A file's contents do not follow its format (safetensors, config.json...); the message names
-/// the file, the entry (tensor or field) and what is wrong.
-class FormatError : public Error {
- public:
-  using Error::Error;
-};
+// FormatError (a file's contents do not follow its format) is declared in limits.hpp.
 
 namespace detail {
 inline IoError io_error(std::string_view what, const std::filesystem::path& path, int err) {
@@ -102,6 +98,16 @@ class MappedFile {
       if (n == 0) throw IoError(detail::cat("'", path.string(), "' shrank while it was being read"));
       done += static_cast<std::size_t>(n);
     }
+    f.data_ = f.buffer_.get();
+    return f;
+  }
+
+  /// A copy of `bytes` held in memory (is_mapped() false).
+  static MappedFile copy_of(std::span<const std::byte> bytes) {
+    MappedFile f;
+    f.size_ = bytes.size();
+    f.buffer_ = std::make_unique<std::byte[]>(f.size_ ? f.size_ : 1);
+    if (f.size_) std::memcpy(f.buffer_.get(), bytes.data(), f.size_);
     f.data_ = f.buffer_.get();
     return f;
   }
@@ -215,8 +221,17 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
   f.commit();
 }
 
-/// The whole file as a string (for small text files such as config.json). Throws IoError.
+/// Throws LimitError unless the file at `path` (if it exists) is at most limits().file_bytes.
+inline void check_file_size(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!ec) check_limit(detail::cat("'", path.string(), "'"), "file size", size, limits().file_bytes, "file_bytes");
+}
+
+/// The whole file as a string (for text files such as config.json). Throws IoError, or
+/// LimitError for a file larger than limits().file_bytes.
 inline std::string read_text_file(const std::filesystem::path& path) {
+  check_file_size(path);
   const auto f = MappedFile::open(path, /*try_mmap=*/false);
   return std::string(reinterpret_cast<const char*>(f.bytes().data()), f.size());
 }

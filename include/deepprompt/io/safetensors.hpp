@@ -8,7 +8,9 @@
 // are row-major and little-endian, and their ranges tile the data section exactly.
 //
 // SafeTensorsFile::open() validates the whole header before anything is allocated for a tensor:
-// a malformed or hostile file raises FormatError naming the file, the tensor and the fault.
+// a malformed or hostile file raises FormatError naming the file, the tensor and the fault, and
+// one beyond the bounds of limits() (io/limits.hpp: header bytes, tensor count, rank, JSON depth)
+// raises LimitError naming the bound. from_bytes() reads the same format from memory.
 // save_safetensors() writes what the Python library writes, byte for byte: tensors ordered by
 // dtype (descending, in the library's enum order) then by name, compact JSON with
 // "__metadata__" first, header padded with spaces to a multiple of 8.
@@ -29,6 +31,8 @@
 #include "../core/half.hpp"
 #include "../core/tensor.hpp"
 #include "file.hpp"
+#include "json.hpp"
+#include "limits.hpp"
 
 namespace deepprompt {
 
@@ -88,6 +92,9 @@ class SafeTensorsFile {
  public:
   /// Opens and validates `path`. Throws IoError (cannot read) or FormatError (malformed).
   static SafeTensorsFile open(const std::filesystem::path& path, bool try_mmap = true);
+  /// Validates a copy of `bytes` (a whole file held in memory); `name` stands for the path in
+  /// messages and path(). Throws FormatError (malformed) or LimitError.
+  static SafeTensorsFile from_bytes(std::span<const std::byte> bytes, std::string name = "<memory>");
 
   const std::filesystem::path& path() const { return path_; }
   /// Tensor names in byte order (as Python's safe_open(...).keys()).
@@ -217,13 +224,22 @@ class SafeTensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-/// The largest header the reader accepts (as the reference implementation).
-inline constexpr std::uint64_t kSafeTensorsMaxHeader = 100'000'000;
+/// The largest header the reference implementation accepts (the default of
+/// Limits::safetensors_header_bytes; the writer refuses to write a larger one).
+inline constexpr std::uint64_t kSafeTensorsMaxHeader = Limits{}.safetensors_header_bytes;
 
 inline SafeTensorsFile SafeTensorsFile::open(const std::filesystem::path& path, bool try_mmap) {
   SafeTensorsFile f;
   f.path_ = path;
   f.file_ = MappedFile::open(path, try_mmap);
+  f.parse_header();
+  return f;
+}
+
+inline SafeTensorsFile SafeTensorsFile::from_bytes(std::span<const std::byte> bytes, std::string name) {
+  SafeTensorsFile f;
+  f.path_ = std::move(name);
+  f.file_ = MappedFile::copy_of(bytes);
   f.parse_header();
   return f;
 }
@@ -235,8 +251,11 @@ inline void SafeTensorsFile::parse_header() {
     fail(detail::cat("file is ", bytes.size(), " bytes, too short for the 8-byte header length (truncated?)"));
   std::uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
-  if (n > kSafeTensorsMaxHeader)
-    fail(detail::cat("header length ", n, " is larger than the limit of ", kSafeTensorsMaxHeader, " bytes"));
+  const Limits& lim = limits();
+  if (n > lim.safetensors_header_bytes)
+    throw LimitError(detail::cat("safetensors '", path_.string(), "': header length ", n,
+                                 " is larger than the limit Limits::safetensors_header_bytes = ",
+                                 lim.safetensors_header_bytes));
   if (n > bytes.size() - 8)
     fail(detail::cat("header length ", n, " exceeds the ", bytes.size() - 8,
                      " bytes that follow the length field (truncated file?)"));
@@ -245,12 +264,15 @@ inline void SafeTensorsFile::parse_header() {
   if (n == 0 || text[0] != '{') fail("the header is not a JSON object (it does not start with '{')");
 
   // Duplicate top-level keys would silently keep only the last one: reject them.
+  // The tensor count is checked as the keys arrive, before their entries are built.
   std::vector<std::string> keys;
+  std::uint64_t tensors = 0;
   json header;
+  const std::string context = detail::cat("safetensors '", path_.string(), "'");
   try {
-    header = json::parse(text, text + n, [&](int depth, json::parse_event_t ev, json& parsed) {
-      if (ev == json::parse_event_t::key && depth == 1) keys.push_back(parsed.get<std::string>());
-      return true;
+    header = detail::parse_json_limited(std::string_view(text, n), context, [&](const std::string& key) {
+      keys.push_back(key);
+      if (key != "__metadata__") check_limit(context, "tensor count", ++tensors, lim.safetensors_tensors, "safetensors_tensors");
     });
   } catch (const json::exception& e) {
     fail(detail::cat("the header is invalid JSON: ", detail::printable(e.what())));
@@ -278,6 +300,7 @@ inline void SafeTensorsFile::parse_header() {
 
     const auto sh = entry.find("shape");
     if (sh == entry.end() || !sh->is_array()) fail(name, "\"shape\" is missing or not an array");
+    check_limit(detail::cat(context, ": tensor \"", name, "\""), "rank", sh->size(), lim.tensor_rank, "tensor_rank");
     std::uint64_t count = 1;
     bool overflow = false;
     for (const auto& e : *sh) {

@@ -2,6 +2,8 @@
 // What every tokenizer shares: the Encoding handed to a model, the base class that turns pieces
 // into an Encoding (truncation, [CLS]/[SEP] or </s> templates, offsets), literal added tokens,
 // and the JSON helpers of the tokenizer.json readers.
+// Tokenizer files are bounded by limits() (io/limits.hpp): file size, JSON depth, vocabulary
+// size and token length; exceeding one raises LimitError naming it.
 //
 // Offsets: `offsets` are BYTE offsets [begin, end) into the original UTF-8 text (usable with
 // std::string::substr); `char_offsets` are CODE POINT offsets, the convention of Hugging Face's
@@ -12,6 +14,7 @@
 // only the longer one is cut when that suffices, else both are cut to max/2 (the first gets
 // max/2 rounded down, the second the rest). Overflowing tokens are dropped.
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <span>
@@ -26,6 +29,8 @@
 #include <nlohmann/json.hpp>
 
 #include "deepprompt/core/error.hpp"
+#include "deepprompt/io/json.hpp"
+#include "deepprompt/io/limits.hpp"
 #include "deepprompt/io/unicode.hpp"
 
 namespace deepprompt {
@@ -244,8 +249,12 @@ class Tokenizer {
 
 namespace tokenizer_detail {
 
-/// Reads a whole file; TokenizerError naming it if it cannot be opened.
+/// Reads a whole file; TokenizerError naming it if it cannot be opened, LimitError when it is
+/// larger than limits().file_bytes.
 inline std::string read_file(const std::string& path) {
+  std::error_code ec;
+  if (const auto size = std::filesystem::file_size(path, ec); !ec)
+    check_limit(path, "file size", size, limits().file_bytes, "file_bytes");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw TokenizerError(path + ": cannot open file");
   std::ostringstream ss;
@@ -269,6 +278,21 @@ struct JsonFile {
     if (!v.is_string()) fail(where, "expected a string");
     return v.get<std::string>();
   }
+  /// A token's text, at most limits().token_bytes long (LimitError otherwise).
+  std::string token(const nlohmann::json& v, std::string_view where) const {
+    auto s = str(v, where);
+    check_limit(detail::cat(path, ": ", where), "token length", s.size(), limits().token_bytes, "token_bytes");
+    return s;
+  }
+  /// A token id: an integer in [0, limits().vocab_size) (TokenizerError / LimitError otherwise).
+  std::int32_t token_id(const nlohmann::json& v, std::string_view where) const {
+    const auto id = integer(v, where);
+    if (id < 0 || id > 0x7FFFFFFF) fail(where, detail::cat("id ", id, " out of range"));
+    if (static_cast<std::uint64_t>(id) >= limits().vocab_size)
+      throw LimitError(detail::cat(path, ": ", where, ": token id ", id, " is not below Limits::vocab_size = ",
+                                   limits().vocab_size));
+    return static_cast<std::int32_t>(id);
+  }
   std::int64_t integer(const nlohmann::json& v, std::string_view where) const {
     if (!v.is_number_integer()) fail(where, "expected an integer");
     return v.get<std::int64_t>();
@@ -288,10 +312,11 @@ struct JsonFile {
   }
 };
 
-/// Parses the text of a tokenizer.json; TokenizerError naming the file on a syntax error.
-inline nlohmann::json parse_json(const std::string& text, const JsonFile& f) {
+/// Parses the text of a tokenizer.json; TokenizerError naming the file on a syntax error,
+/// LimitError when it nests deeper than limits().json_depth.
+inline nlohmann::json parse_json(std::string_view text, const JsonFile& f) {
   try {
-    return nlohmann::json::parse(text);
+    return detail::parse_json_limited(text, f.path);
   } catch (const nlohmann::json::exception& e) {
     f.fail("invalid JSON", e.what());
   }
@@ -309,7 +334,7 @@ inline PostProcessor parse_post_processor(const nlohmann::json& root, const Json
     auto special = [&](const char* key) {
       const auto& v = f.at(pp, key, "post_processor");
       if (!v.is_array() || v.size() != 2) f.fail(detail::cat("post_processor.", key), "expected [token, id]");
-      return TemplateItem{-1, {static_cast<std::int32_t>(f.integer(v[1], key))}, {f.str(v[0], key)}, 0};
+      return TemplateItem{-1, {f.token_id(v[1], key)}, {f.token(v[0], key)}, 0};
     };
     auto cls = special("cls"), sep = special("sep"), sep1 = sep;
     sep1.type_id = 1;
@@ -341,8 +366,8 @@ inline PostProcessor parse_post_processor(const nlohmann::json& root, const Json
         if (!ids.is_array() || !toks.is_array() || ids.size() != toks.size())
           f.fail(where, detail::cat("special token \"", id, "\" needs equal-length ids and tokens arrays"));
         for (std::size_t k = 0; k < ids.size(); ++k) {
-          item.ids.push_back(static_cast<std::int32_t>(f.integer(ids[k], where)));
-          item.tokens.push_back(f.str(toks[k], where));
+          item.ids.push_back(f.token_id(ids[k], where));
+          item.tokens.push_back(f.token(toks[k], where));
         }
         item.type_id = static_cast<std::int32_t>(f.integer(f.at(s, "type_id", where), where));
       } else {
@@ -354,6 +379,9 @@ inline PostProcessor parse_post_processor(const nlohmann::json& root, const Json
   };
   out.single = parse("single");
   out.pair = parse("pair");
+  // encode(text) has no second text for a $B to take (it was a null dereference).
+  for (const auto& item : out.single)
+    if (item.sequence == 1) f.fail("post_processor.single", "the single-text template uses sequence B");
   return out;
 }
 

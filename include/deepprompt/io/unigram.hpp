@@ -36,6 +36,11 @@ class UnigramTokenizer : public Tokenizer {
     return from_json(tokenizer_detail::parse_json(tokenizer_detail::read_file(path), f), path);
   }
 
+  /// The same from the text of a tokenizer.json; `source` names it in errors.
+  static UnigramTokenizer from_tokenizer_json_text(std::string_view text, const std::string& source = "tokenizer.json") {
+    return from_json(tokenizer_detail::parse_json(text, tokenizer_detail::JsonFile{source}), source);
+  }
+
   /// From a parsed tokenizer.json; `source` names it in errors.
   static UnigramTokenizer from_json(const nlohmann::json& root, const std::string& source) {
     const tokenizer_detail::JsonFile f{source};
@@ -45,12 +50,13 @@ class UnigramTokenizer : public Tokenizer {
     UnigramTokenizer t;
     const auto& vocab = f.at(model, "vocab", "model");
     if (!vocab.is_array() || vocab.empty()) f.fail("model.vocab", "expected a non-empty array of [piece, score]");
+    check_limit(detail::cat(source, ": model.vocab"), "vocabulary size", vocab.size(), limits().vocab_size, "vocab_size");
     t.min_score_ = std::numeric_limits<double>::infinity();
     for (std::size_t i = 0; i < vocab.size(); ++i) {
       const auto where = detail::cat("model.vocab[", i, "]");
       const auto& e = vocab[i];
       if (!e.is_array() || e.size() != 2) f.fail(where, "expected [piece, score]");
-      auto piece = f.str(e[0], where);
+      auto piece = f.token(e[0], where);
       const double score = f.number(e[1], where);
       if (!t.index_.emplace(piece, static_cast<std::int32_t>(i)).second) f.fail(where, "duplicate piece \"" + piece + "\"");
       t.max_piece_bytes_ = std::max(t.max_piece_bytes_, piece.size());
@@ -69,11 +75,10 @@ class UnigramTokenizer : public Tokenizer {
     if (auto it = root.find("added_tokens"); it != root.end() && !it->is_null()) {
       if (!it->is_array()) f.fail("added_tokens", "expected an array");
       for (const auto& a : *it) {
-        auto content = f.str(f.at(a, "content", "added_tokens[]"), "added_tokens[].content");
-        const auto id = f.integer(f.at(a, "id", "added_tokens[]"), "added_tokens[].id");
-        if (id < 0 || id > 0x7FFFFFFF) f.fail("added_tokens[].id", "id out of range");
-        t.add_token(unicode::to_u32(content), static_cast<std::int32_t>(id), f.flag(a, "special", false, "added_tokens[]"));
-        if (static_cast<std::size_t>(id) >= t.pieces_.size()) t.extra_[static_cast<std::int32_t>(id)] = std::move(content);
+        auto content = f.token(f.at(a, "content", "added_tokens[]"), "added_tokens[].content");
+        const auto id = f.token_id(f.at(a, "id", "added_tokens[]"), "added_tokens[].id");
+        t.add_token(unicode::to_u32(content), id, f.flag(a, "special", false, "added_tokens[]"));
+        if (static_cast<std::size_t>(id) >= t.pieces_.size()) t.extra_[id] = std::move(content);
       }
     }
     if (auto it = root.find("decoder"); it != root.end() && !it->is_null()) {

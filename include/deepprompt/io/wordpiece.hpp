@@ -12,6 +12,7 @@
 // the added_tokens of a tokenizer.json) are matched on the raw text first and kept whole.
 // Not done: the NFC pass of the slow Python BasicTokenizer (it changes only decomposed input
 // to cased models); added tokens with "normalized": true are matched on the raw text too.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -43,15 +44,24 @@ class WordPieceTokenizer : public Tokenizer {
   /// [PAD], [UNK], [CLS], [SEP], [MASK] (those present) are special. TokenizerError naming the
   /// file and line on an empty file, an empty line, invalid UTF-8 or a duplicate token.
   static WordPieceTokenizer from_vocab_file(const std::string& path, WordPieceOptions opt = {}) {
-    const auto text = tokenizer_detail::read_file(path);
+    return from_vocab_text(tokenizer_detail::read_file(path), std::move(opt), path);
+  }
+
+  /// The same from the text of a vocab.txt; `path` names it in errors. LimitError when it has
+  /// more than limits().vocab_size lines or a token longer than limits().token_bytes.
+  static WordPieceTokenizer from_vocab_text(std::string_view text, WordPieceOptions opt = {},
+                                            const std::string& path = "vocab.txt") {
+    const Limits& lim = limits();
     std::vector<std::string> tokens;
     std::size_t pos = 0;
     while (pos < text.size()) {
       auto nl = text.find('\n', pos);
       if (nl == std::string::npos) nl = text.size();
-      auto line = text.substr(pos, nl - pos);
+      auto line = std::string(text.substr(pos, nl - pos));
       if (!line.empty() && line.back() == '\r') line.pop_back();
       const auto where = detail::cat(path, ":", tokens.size() + 1);
+      check_limit(where, "token length", line.size(), lim.token_bytes, "token_bytes");
+      check_limit(where, "vocabulary size", tokens.size() + 1, lim.vocab_size, "vocab_size");
       if (line.empty()) throw TokenizerError(where + ": empty token");
       if (unicode::sanitize_utf8(line) != line) throw TokenizerError(where + ": invalid UTF-8");
       tokens.push_back(std::move(line));
@@ -64,6 +74,7 @@ class WordPieceTokenizer : public Tokenizer {
   static WordPieceTokenizer from_vocab(std::vector<std::string> tokens, WordPieceOptions opt,
                                        const std::string& source = "vocabulary") {
     if (tokens.empty()) throw TokenizerError(source + ": empty vocabulary");
+    check_limit(source, "vocabulary size", tokens.size(), limits().vocab_size, "vocab_size");
     WordPieceTokenizer t;
     t.opt_ = std::move(opt);
     for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -72,6 +83,7 @@ class WordPieceTokenizer : public Tokenizer {
         throw TokenizerError(detail::cat(source, ":", i + 1, ": duplicate token \"", tokens[i],
                                          "\" (first at line ", it->second + 1, ")"));
     }
+    for (const auto& tok : tokens) t.note_token(tok, source);
     t.id_to_token_ = std::move(tokens);
     t.has_id_.assign(t.id_to_token_.size(), true);
     t.check_unk(source);
@@ -85,6 +97,11 @@ class WordPieceTokenizer : public Tokenizer {
     t.post_.single = {special("[CLS]", 0), {0, {}, {}, 0}, special("[SEP]", 0)};
     t.post_.pair = {special("[CLS]", 0), {0, {}, {}, 0}, special("[SEP]", 0), {1, {}, {}, 1}, special("[SEP]", 1)};
     return t;
+  }
+
+  /// The same from the text of a tokenizer.json; `source` names it in errors.
+  static WordPieceTokenizer from_tokenizer_json_text(std::string_view text, const std::string& source = "tokenizer.json") {
+    return from_json(tokenizer_detail::parse_json(text, tokenizer_detail::JsonFile{source}), source);
   }
 
   /// A Hugging Face tokenizer.json whose model is WordPiece (model.type "WordPiece", or no type
@@ -109,11 +126,14 @@ class WordPieceTokenizer : public Tokenizer {
     const auto& vocab = f.at(model, "vocab", "model");
     if (!vocab.is_object()) f.fail("model.vocab", "expected an object {token: id}");
     if (vocab.empty()) f.fail("model.vocab", "empty vocabulary");
+    check_limit(detail::cat(source, ": model.vocab"), "vocabulary size", vocab.size(), limits().vocab_size, "vocab_size");
     for (const auto& [tok, idj] : vocab.items()) {
-      const auto id = f.integer(idj, "model.vocab[\"" + tok + "\"]");
-      if (id < 0 || id > 0x7FFFFFFF) f.fail("model.vocab[\"" + tok + "\"]", "id out of range");
+      const auto where = "model.vocab[\"" + tok + "\"]";
+      check_limit(detail::cat(source, ": ", where), "token length", tok.size(), limits().token_bytes, "token_bytes");
+      const auto id = f.token_id(idj, where);
       t.set_id(static_cast<std::size_t>(id), tok, f);
-      t.vocab_.emplace(tok, static_cast<std::int32_t>(id));
+      t.vocab_.emplace(tok, id);
+      t.note_token(tok, source);
     }
     t.check_unk(source);
     t.read_normalizer(root, f);
@@ -124,11 +144,13 @@ class WordPieceTokenizer : public Tokenizer {
     if (auto it = root.find("added_tokens"); it != root.end() && !it->is_null()) {
       if (!it->is_array()) f.fail("added_tokens", "expected an array");
       for (const auto& a : *it) {
-        const auto content = f.str(f.at(a, "content", "added_tokens[]"), "added_tokens[].content");
-        const auto id = f.integer(f.at(a, "id", "added_tokens[]"), "added_tokens[].id");
-        if (id < 0 || id > 0x7FFFFFFF) f.fail("added_tokens[].id", "id out of range");
-        if (t.vocab_.emplace(content, static_cast<std::int32_t>(id)).second) t.set_id(static_cast<std::size_t>(id), content, f);
-        t.add_token(unicode::to_u32(content), static_cast<std::int32_t>(id), f.flag(a, "special", false, "added_tokens[]"));
+        const auto content = f.token(f.at(a, "content", "added_tokens[]"), "added_tokens[].content");
+        const auto id = f.token_id(f.at(a, "id", "added_tokens[]"), "added_tokens[].id");
+        if (t.vocab_.emplace(content, id).second) {
+          t.set_id(static_cast<std::size_t>(id), content, f);
+          t.note_token(content, source);
+        }
+        t.add_token(unicode::to_u32(content), id, f.flag(a, "special", false, "added_tokens[]"));
       }
     }
     if (auto it = root.find("decoder"); it != root.end() && !it->is_null()) {
@@ -223,6 +245,9 @@ class WordPieceTokenizer : public Tokenizer {
     s = std::move(out);
   }
 
+  // Keeps the length of the longest token (WordPiece tries no longer candidate).
+  void note_token(const std::string& tok, const std::string&) { max_token_bytes_ = std::max(max_token_bytes_, tok.size()); }
+
   void check_unk(const std::string& source) const {
     if (!token_to_id(opt_.unk_token))
       throw TokenizerError(detail::cat(source, ": the vocabulary has no unknown token \"", opt_.unk_token, "\""));
@@ -308,7 +333,11 @@ class WordPieceTokenizer : public Tokenizer {
     bool bad = n > opt_.max_input_chars_per_word;
     std::string key;
     for (std::size_t start = 0; !bad && start < n;) {
-      std::size_t end = n;
+      // A candidate longer than the longest token cannot match: start at the longest that may
+      // (keeps a word O(n * longest token) instead of O(n^2)).
+      std::size_t end = static_cast<std::size_t>(
+          std::upper_bound(at.begin() + static_cast<std::ptrdiff_t>(start), at.end(), at[start] + max_token_bytes_) -
+          at.begin()) - 1;
       std::optional<std::int32_t> id;
       for (; end > start; --end) {
         key.assign(start > 0 ? opt_.continuing_subword_prefix : std::string());
@@ -335,6 +364,7 @@ class WordPieceTokenizer : public Tokenizer {
   std::unordered_map<std::string, std::int32_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_id_;
+  std::size_t max_token_bytes_ = 0;
 };
 
 }  // namespace deepprompt

@@ -27,6 +27,7 @@
 
 #include "../core/error.hpp"
 #include "../io/file.hpp"
+#include "../io/json.hpp"
 #include "../io/safetensors.hpp"
 #include "../nn/linear.hpp"
 
@@ -65,15 +66,24 @@ class AdapterConfig {
       throw IoError(detail::cat(who, ": '", dir.string(), "' has no adapter_model.safetensors",
                                 bin ? " (only safetensors is read: convert adapter_model.bin first)" : ""));
     }
-    const std::string text = read_text_file(c.config_path);
+    AdapterConfig parsed = parse(read_text_file(c.config_path), c.config_path);
+    c.json = std::move(parsed.json);
+    return c;
+  }
+
+  /// Parses the text of an adapter_config.json (no file is touched); `config_path` names it in
+  /// errors. FormatError (invalid JSON, not an object) or LimitError (nesting deeper than
+  /// limits().json_depth).
+  static AdapterConfig parse(std::string_view text, const std::filesystem::path& config_path = "adapter_config.json") {
+    AdapterConfig c;
+    c.config_path = config_path;
+    const std::string context = detail::cat("adapter config '", config_path.string(), "'");
     try {
-      c.json = nlohmann::json::parse(text);
+      c.json = detail::parse_json_limited(text, context);
     } catch (const nlohmann::json::exception& e) {
-      throw FormatError(
-          detail::cat("adapter config '", c.config_path.string(), "': invalid JSON: ", detail::printable(e.what())));
+      throw FormatError(detail::cat(context, ": invalid JSON: ", detail::printable(e.what())));
     }
-    if (!c.json.is_object())
-      throw FormatError(detail::cat("adapter config '", c.config_path.string(), "': expected a JSON object"));
+    if (!c.json.is_object()) throw FormatError(detail::cat(context, ": expected a JSON object"));
     return c;
   }
 

@@ -8,9 +8,12 @@
 // starts with "SOURCE:LINE: " for line formats (TSV, JSONL, CoNLL, XML) and "SOURCE: PATH: " for
 // JSON documents (PATH like data[3].paragraphs[1].qas[0], in JSON Pointer-ish dotted form).
 // SOURCE is the file's path, or the name the caller gave for a string or stream.
+// A file larger than limits().file_bytes, or JSON nested deeper than limits().json_depth, raises
+// LimitError (io/limits.hpp), a FormatError naming the bound.
 // Nothing is dropped silently: a reader skips a record only when its options ask for it
 // (skip_malformed), and then counts it in ReadStats::skipped with the reason.
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <istream>
 #include <iterator>
@@ -87,9 +90,17 @@ using deepprompt::detail::printable;
   throw FormatError(cat(source, ":", line, ": ", what));
 }
 
-/// The whole stream as a string; IoError naming `source` when the stream fails.
+/// The whole stream as a string; IoError naming `source` when the stream fails, LimitError
+/// when it holds more than limits().file_bytes.
 inline std::string read_stream(std::istream& in, std::string_view source) {
-  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::uint64_t max = limits().file_bytes;
+  std::string text;
+  char chunk[65536];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    check_limit(cat("'", source, "'"), "stream size", text.size() + static_cast<std::uint64_t>(in.gcount()), max,
+                "file_bytes");
+    text.append(chunk, static_cast<std::size_t>(in.gcount()));
+  }
   if (in.bad()) throw IoError(cat("cannot read '", source, "'"));
   return text;
 }

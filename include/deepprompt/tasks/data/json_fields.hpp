@@ -10,18 +10,21 @@
 #include <string>
 #include <string_view>
 
+#include "../../io/json.hpp"
 #include "common.hpp"
 
 namespace deepprompt::data::detail {
 
 /// Parses one JSON value. A syntax error throws FormatError "SOURCE:LINE: invalid JSON: ...",
-/// LINE being `first_line` plus the line breaks before the error.
-inline nlohmann::json parse_json(std::string_view text, std::string_view source, std::size_t first_line = 1) {
+/// LINE being `first_line` plus the line breaks before the error; nesting deeper than
+/// limits().json_depth throws LimitError "SOURCE:LINE: ..." (a JSONL record, `first_line` > 0)
+/// or "SOURCE: ..." (a whole document, `first_line` 0, whose lines count from 1).
+inline nlohmann::json parse_json(std::string_view text, std::string_view source, std::size_t first_line = 0) {
   try {
-    return nlohmann::json::parse(text);
+    return deepprompt::detail::parse_json_limited(text, first_line > 0 ? cat(source, ":", first_line) : std::string(source));
   } catch (const nlohmann::json::parse_error& e) {
     const auto upto = std::min<std::size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
-    const auto line = first_line + static_cast<std::size_t>(std::count(text.begin(), text.begin() + upto, '\n'));
+    const auto line = std::max<std::size_t>(first_line, 1) + static_cast<std::size_t>(std::count(text.begin(), text.begin() + upto, '\n'));
     std::string what = e.what();
     // Keep nlohmann's explanation, not its position inside the piece (which is not the file's).
     const auto at = what.find("parse error");
