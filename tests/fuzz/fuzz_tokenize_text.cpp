@@ -1,0 +1,45 @@
+// The tokenizers' text input: arbitrary bytes (invalid UTF-8, control characters, added tokens)
+// through the fixed test tokenizers: WordPiece from bert-base-uncased's vocab.txt and from a
+// tokenizer.json, Unigram from T5's tokenizer.json, and (with the library) SentencePiece.
+#include <memory>
+
+#include "deepprompt/io/sentencepiece.hpp"
+#include "deepprompt/io/unigram.hpp"
+#include "deepprompt/io/wordpiece.hpp"
+#include "fuzz.hpp"
+#include "tokenize_common.hpp"
+
+namespace dp = deepprompt;
+
+namespace {
+struct Tokenizers {
+  dp::WordPieceTokenizer vocab = dp::WordPieceTokenizer::from_vocab_file(dp_fuzz::data_path("tokenizers/bert-base-uncased-vocab.txt"));
+  dp::WordPieceTokenizer wordpiece = dp::WordPieceTokenizer::from_tokenizer_json(dp_fuzz::data_path("tokenizers/wordpiece_small.tokenizer.json"));
+  dp::UnigramTokenizer unigram = dp::UnigramTokenizer::from_tokenizer_json(dp_fuzz::data_path("tokenizers/tiny_unigram.tokenizer.json"));
+#ifdef DEEPPROMPT_HAS_SENTENCEPIECE
+  dp::SentencePieceTokenizer spm = dp::SentencePieceTokenizer::from_file(dp_fuzz::data_path("tokenizers/tiny_unigram.model"), {.extra_ids = 100});
+#endif
+};
+std::unique_ptr<Tokenizers> tokenizers;
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  dp_fuzz::use_fuzz_limits();
+  tokenizers = std::make_unique<Tokenizers>();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  // The input is the first text; its second half is also the pair's second text.
+  const auto all = dp_fuzz::text(data, size);
+  const auto b = all.substr(size / 2);
+  const auto& t = *tokenizers;
+  dp_fuzz::exercise(t.vocab, all, b);
+  dp_fuzz::exercise(t.wordpiece, all, b);
+  dp_fuzz::exercise(t.unigram, all, b);
+#ifdef DEEPPROMPT_HAS_SENTENCEPIECE
+  dp_fuzz::exercise(t.spm, all, b);
+#endif
+  (void)t.vocab.pre_tokenize(all);
+  return 0;
+}
