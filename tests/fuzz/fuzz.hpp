@@ -23,6 +23,11 @@ inline std::string_view text(const std::uint8_t* data, std::size_t size) {
   return {reinterpret_cast<const char*>(data), size};
 }
 
+/// Which of `n` ways (task layout, option, tokenizer) this input is read: its size modulo n.
+/// One way per execution instead of all of them makes a target up to n times faster; the seeds,
+/// of many sizes, and the mutations that change the size reach every way.
+inline unsigned pick(std::size_t size, unsigned n) { return static_cast<unsigned>(size % n); }
+
 inline std::string data_path(std::string_view relative) { return std::string(DEEPPROMPT_FUZZ_DATA) + "/" + std::string(relative); }
 
 /// The defaults, with vocab_size cut to 2^20 so that one input cannot make one execution fill a

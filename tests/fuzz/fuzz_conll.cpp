@@ -10,7 +10,8 @@ DP_FUZZ_INIT()
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
   const auto text = dp_fuzz::text(bytes, size);
-  for (int o = 0; o < 4; ++o) {
+  {
+    const unsigned o = dp_fuzz::pick(size, 4);  // one option set per input
     try {
       const auto ds = data::parse_conll(text, "fuzz.conll", {.to_iob2 = (o & 1) != 0, .skip_malformed = (o & 2) != 0});
       const auto labels = data::conll_labels(ds.examples);
