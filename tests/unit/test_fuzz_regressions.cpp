@@ -3,11 +3,16 @@
 // case must now fail with a deepprompt::Error naming the fault, or succeed.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <fstream>
+#include <span>
 #include <iterator>
 #include <string>
 
+#include "deepprompt/io/config.hpp"
+#include "deepprompt/io/safetensors.hpp"
 #include "deepprompt/io/sentencepiece.hpp"
+#include "deepprompt/tasks/data/superglue.hpp"
 #include "deepprompt/io/unigram.hpp"
 #include "deepprompt/io/wordpiece.hpp"
 
@@ -50,3 +55,23 @@ TEST_CASE("fuzz regression: a SentencePiece model whose precompiled charsmap is 
   CHECK_NOTHROW(SentencePieceTokenizer::from_file(std::string(DEEPPROMPT_TEST_DATA) + "/tokenizers/tiny_unigram.model"));
 }
 #endif
+
+TEST_CASE("fuzz regression: a JSON number too large for a double (nlohmann's out_of_range escaped the readers)") {
+  // fuzz_superglue, long run: a JSONL line holding 6666e32336. nlohmann reports the overflow as
+  // out_of_range (406), not parse_error, and the readers caught only parse_error: the exception
+  // left the library as a non-deepprompt type (libFuzzer: uncaught exception -> abort).
+  const std::string line = "{\"idx\": 0, \"label\": 6666e32336}\n";
+  CHECK_THROWS_WITH_AS(data::parse_superglue<data::CopaExample>(line, "copa.jsonl"),
+                       Contains("copa.jsonl:1"), FormatError);
+  CHECK_THROWS_WITH_AS(parse_config(R"({"model_type": "bert", "hidden_size": 1e400})", "c.json"),
+                       Contains("c.json"), FormatError);
+  CHECK_THROWS_WITH_AS(WordPieceTokenizer::from_tokenizer_json_text(R"({"model": {"type": "WordPiece", "vocab": {"a": -1e999}}})", "t.json"),
+                       Contains("t.json"), Error);
+  std::string header = R"({"x":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
+  while (header.size() % 8) header += ' ';
+  std::string file(8, '\0');
+  const std::uint64_t n = header.size();
+  std::memcpy(file.data(), &n, 8);
+  file += header + std::string(4, '\0');
+  CHECK_THROWS_AS(SafeTensorsFile::from_bytes(std::as_bytes(std::span(file.data(), file.size())), "s.safetensors"), FormatError);
+}

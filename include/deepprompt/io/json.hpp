@@ -57,7 +57,8 @@ class JsonDepthCheck : public nlohmann::json_sax<nlohmann::json> {
 
 /// Parses JSON text with the nesting depth bounded by limits().json_depth (LimitError naming
 /// `context` otherwise); syntax errors propagate as nlohmann::json::parse_error for the caller
-/// to word. `on_top_key`, when given, sees each key of the top-level object in text order,
+/// to word; a number too large for a double (nlohmann's out_of_range 406) is a FormatError
+/// naming `context`. `on_top_key`, when given, sees each key of the top-level object in text order,
 /// duplicates included, before the DOM is built (it may throw to stop the parse).
 inline nlohmann::json parse_json_limited(std::string_view text, std::string_view context,
                                          const std::function<void(const std::string&)>& on_top_key = nullptr) {
@@ -65,7 +66,11 @@ inline nlohmann::json parse_json_limited(std::string_view text, std::string_view
   if (!nlohmann::json::sax_parse(text.begin(), text.end(), &check)) {
     // a syntax error: the DOM parse throws it with its position
   }
-  return nlohmann::json::parse(text.begin(), text.end());
+  try {
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::out_of_range& e) {  // a number beyond double's range (406)
+    throw FormatError(cat(context, ": invalid JSON: ", e.what()));
+  }
 }
 
 }  // namespace deepprompt::detail
