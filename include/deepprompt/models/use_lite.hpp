@@ -14,6 +14,7 @@
 // residual of padded positions are computed but never reach real ones (padded keys are
 // masked), and pooling averages the real positions only. encode() is differentiable (frozen
 // or trainable parameters, as set on them); embed() adds the L2 normalisation without a tape.
+// Both take an optional key/value prefix per layer (P-Tuning v2: peft/use_lite_prefix.hpp).
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -208,8 +209,10 @@ struct UseLite {
   }
 
   /// The sentence embeddings: encode() L2-normalised as the graph (x * rsqrt(max(|x|^2, 1e-12))).
-  Tensor<T, 2> embed(const std::vector<std::vector<std::int32_t>>& sentences) const {
-    Tensor<T, 2> y = encode(sentences).value().clone();
+  Tensor<T, 2> embed(const std::vector<std::vector<std::int32_t>>& sentences,
+                     const std::vector<KVPrefix<T>>& prefixes = {}) const {
+    NoGradGuard no_grad;
+    Tensor<T, 2> y = encode(sentences, prefixes).value().clone();
     for (index_t i = 0; i < y.extent(0); ++i) {
       T* r = y.data() + i * y.extent(1);
       T ss = 0;
