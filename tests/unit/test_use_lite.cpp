@@ -1,5 +1,5 @@
 // models/use_lite.hpp: parity with the TF.js model run by @tensorflow/tfjs
-// (tools/use_lite/embed_ref.js -> tests/data/use_lite/embeddings_ref.json). The model's weights
+// (tests/fixtures/use_lite/embed_ref.js -> tests/data/use_lite/embeddings_ref.json). The model's weights
 // are not in the repository: the parity test runs when DEEPPROMPT_USE_LITE (the folder of
 // model.json) or /work/shared/use-lite/package/dist holds them, and is skipped otherwise.
 #include <doctest/doctest.h>

