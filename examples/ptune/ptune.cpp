@@ -34,7 +34,7 @@ const char* kTrainHelp =
     "  --task T        sst2 | rte | wsc | conll03 | squad | webnlg\n"
     "  --method M      ptv2 (P-Tuning v2, key/value prefix) | ptv2-hidden (hidden-state prompt) |\n"
     "                  prefix (MLP reparameterisation) | prompt (Prompt Tuning) | ptuning (P-Tuning v1) |\n"
-    "                  lora | full   (default ptv2); on USE Lite: ptv2 | probe (head only) | lora | full\n"
+    "                  lora | full   (default ptv2); on USE Lite also probe (head only)\n"
     "  --model DIR     Hugging Face model folder: config.json, model.safetensors, vocab.txt or tokenizer.json;\n"
     "                  sst2, rte, wsc also take a TF.js USE Lite folder (model.json, vocab.json: docs/use_lite.md)\n"
     "  --data DIR      the task's files (sst2: train.tsv dev.tsv; rte, wsc: train.jsonl val.jsonl;\n"

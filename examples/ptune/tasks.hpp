@@ -4,7 +4,7 @@
 //   sst2, rte, wsc  ClassificationRunner (BERT)     conll03  NerRunner (BERT)
 //   squad           QaRunner (BERT)                 webnlg   WebnlgRunner (T5; ptv2 and full)
 //   sst2, rte, wsc with a TF.js USE Lite folder (model.json, vocab.json): UseClassificationRunner
-//                   (ptv2, probe, lora, full; use_defaults() below)
+//                   (ptv2, ptv2-hidden, prefix, prompt, ptuning, probe, lora, full; use_defaults() below)
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -112,7 +112,7 @@ inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
   return dp::BertMethod::create(std::move(bert), *m, mo);
 }
 
-/// The USE Lite runner of a text task: --method from ptv2|probe|lora|full when training, else
+/// The USE Lite runner of a text task: --method from dp::kUseMethodNames when training, else
 /// the adapter of --adapter.
 template <class F>
 int with_use_runner(const Args& a, bool train, const Setup& s, const fs::path& data, F&& f) {

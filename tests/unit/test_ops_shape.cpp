@@ -301,3 +301,16 @@ TEST_CASE("shape ops: no tape records under NoGradGuard") {
           f.requires_grad()));
   CHECK(tape().size() == 0);
 }
+
+TEST_CASE("repeat_rows: (P, W) copied for B examples; the gradient sums the copies") {
+  const auto rows = random_tensor<float, 2>({3, 4}, 41);
+  const auto y = repeat_rows(Var<float, 2>(rows), 5).value();
+  CHECK(y.shape() == Shape<3>{5, 3, 4});
+  for (index_t b = 0; b < 5; ++b)
+    for (index_t p = 0; p < 3; ++p)
+      for (index_t w = 0; w < 4; ++w) CHECK(y(b, p, w) == rows(p, w));
+  CHECK(repeat_rows(Var<float, 2>(rows), 1).value().shape() == Shape<3>{1, 3, 4});
+  CHECK_THROWS_AS(repeat_rows(Var<float, 2>(rows), 0), ShapeError);
+  expect_ad([](auto r) { return repeat_rows(r, 3); }, random_tensor<double, 2>({2, 3}, 42));
+  expect_ad([](auto r) { return repeat_rows(r, 1); }, random_tensor<double, 2>({2, 3}, 43));
+}

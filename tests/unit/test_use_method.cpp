@@ -62,9 +62,30 @@ fs::path fresh_dir(const std::string& name) {
 
 TEST_CASE("use lite method: what each method trains") {
   CHECK(use_method_from_name("ptv2") == UseMethod::ptv2);
-  CHECK(!use_method_from_name("prefix"));
+  CHECK(use_method_from_name("ptv2-hidden") == UseMethod::ptv2_hidden);
+  CHECK(!use_method_from_name("prefix-tuning"));
+  for (const auto m : {UseMethod::ptv2, UseMethod::ptv2_hidden, UseMethod::prefix, UseMethod::prompt, UseMethod::ptuning,
+                       UseMethod::probe, UseMethod::lora, UseMethod::full})
+    CHECK(use_method_from_name(use_method_name(m)) == m);
   auto ptv2 = UseLiteMethod::create(tiny(), UseMethod::ptv2, {.tokens = 4});
   CHECK(parameter_count(ptv2, true) == 4 * (16 + 32));
+  auto hidden = UseLiteMethod::create(tiny(), UseMethod::ptv2_hidden, {.tokens = 4});
+  CHECK(parameter_count(hidden, true) == 4 * (8 + 16));  // each layer's input width
+  auto prefix = UseLiteMethod::create(tiny(), UseMethod::prefix, {.tokens = 4, .projection = 6});
+  CHECK(parameter_count(prefix, true) == 4 * 16 + (6 * 16 + 6) + (48 * 6 + 48));
+  auto prompt = UseLiteMethod::create(tiny(), UseMethod::prompt, {.tokens = 4, .seed = 3});
+  REQUIRE(prompt.input_prompt);
+  CHECK(parameter_count(prompt, true) == 4 * 8);  // the embedding width
+  // Sampled from the vocabulary: every row is a row of the embedding table.
+  const auto& table = prompt.use.embeddings.weight.value();
+  for (index_t i = 0; i < 4; ++i) {
+    bool found = false;
+    for (index_t v = 0; v < table.extent(0) && !found; ++v)
+      found = std::memcmp(&table(v, 0), &prompt.input_prompt->embedding.value()(i, 0), 8 * sizeof(float)) == 0;
+    CHECK(found);
+  }
+  auto ptuning = UseLiteMethod::create(tiny(), UseMethod::ptuning, {.tokens = 4});
+  CHECK(parameter_count(ptuning, true) == 4 * 8 + 3 * (8 * 8 + 8));  // embedding + MLP 8 -> 8 -> 8 -> 8
   auto probe = UseLiteMethod::create(tiny(), UseMethod::probe);
   CHECK(parameter_count(probe, true) == 0);
   auto lora = UseLiteMethod::create(tiny(), UseMethod::lora, {.lora_r = 2});
@@ -78,23 +99,27 @@ TEST_CASE("use lite method: what each method trains") {
   const std::vector<std::vector<std::int32_t>> ids{{10, 20, 30}, {40}};
   const auto base = probe.forward(ids, false).value();
   const auto with_lora = lora.forward(ids, false).value();
-  const auto with_prefix = ptv2.forward(ids, false).value();
   CHECK(std::memcmp(base.data(), with_lora.data(), sizeof(float) * base.size()) == 0);
-  float diff = 0;
-  for (index_t i = 0; i < base.size(); ++i) diff = std::max(diff, std::abs(base.data()[i] - with_prefix.data()[i]));
-  CHECK(diff > 1e-4f);
+  for (auto* m : {&ptv2, &hidden, &prefix, &prompt, &ptuning}) {
+    CAPTURE(use_method_name(m->method()));
+    const auto with_prompt = m->forward(ids, false).value();
+    float diff = 0;
+    for (index_t i = 0; i < base.size(); ++i) diff = std::max(diff, std::abs(base.data()[i] - with_prompt.data()[i]));
+    CHECK(diff > 1e-4f);
+  }
 }
 
 TEST_CASE("use lite runner: training changes only the method and the head; the adapter reads back") {
-  for (const auto method : {UseMethod::ptv2, UseMethod::probe, UseMethod::lora, UseMethod::full}) {
+  for (const auto method : {UseMethod::ptv2, UseMethod::ptv2_hidden, UseMethod::prefix, UseMethod::prompt,
+                            UseMethod::ptuning, UseMethod::probe, UseMethod::lora, UseMethod::full}) {
     CAPTURE(use_method_name(method));
     const fs::path out = fresh_dir(use_method_name(method));
-    tasks::UseClassificationRunner runner(UseLiteMethod::create(tiny(), method, {.tokens = 3, .lora_r = 2}), tokenizer(),
+    tasks::UseClassificationRunner runner(UseLiteMethod::create(tiny(), method, {.tokens = 3, .projection = 4, .lora_r = 2}), tokenizer(),
                                           toy_data(), {.max_length = 6, .eval_batch_size = 5, .seed = 1}, 0.1);
     const auto before = snapshot(runner.model.backbone.use);
     const auto head_before = runner.model.head.classifier.weight.value().clone();
     std::vector<float> prefix_before;
-    if (runner.model.backbone.prompt) {
+    if (method == UseMethod::ptv2) {
       const auto& r = runner.model.backbone.prompt->rows[1].value();
       prefix_before.assign(r.data(), r.data() + r.size());
     }
@@ -112,11 +137,19 @@ TEST_CASE("use lite runner: training changes only the method and the head; the a
       }
     }
     if (method == UseMethod::full || method == UseMethod::lora) CHECK(changed > 0);
-    if (method == UseMethod::ptv2 || method == UseMethod::probe) CHECK(changed == 0);
+    if (method != UseMethod::full && method != UseMethod::lora) CHECK(changed == 0);
     if (method == UseMethod::ptv2) {
       const auto& r = runner.model.backbone.prompt->rows[1].value();
       CHECK(!same_bits(prefix_before, std::vector<float>(r.data(), r.data() + r.size())));
     }
+    // Every trainable parameter of the method moved (no dead path to a prompt).
+    for_each_parameter(runner.model.backbone, [&](const std::string& n, auto& p) {
+      if (!p.trainable() || n.rfind("use.", 0) == 0) return;
+      const auto* d = p.grad().data();
+      bool any = false;
+      for (index_t i = 0; i < p.grad().size() && !any; ++i) any = d[i] != 0.0f;
+      CHECK_MESSAGE(any, n);
+    });
     CHECK(runner.model.head.classifier.weight.value()(0, 0) != head_before(0, 0));
 
     // The saved adapter (the last epoch's state, written again here) gives the same predictions.

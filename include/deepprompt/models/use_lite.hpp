@@ -14,7 +14,11 @@
 // residual of padded positions are computed but never reach real ones (padded keys are
 // masked), and pooling averages the real positions only. encode() is differentiable (frozen
 // or trainable parameters, as set on them); embed() adds the L2 normalisation without a tape.
-// Both take an optional key/value prefix per layer (P-Tuning v2: peft/use_lite_prefix.hpp).
+// Both take an optional key/value prefix per layer (P-Tuning v2: peft/use_lite_prefix.hpp) and
+// an optional input prompt (Prompt Tuning, P-Tuning v1: peft/use_lite_prompts.hpp): P0 vectors of
+// the embedding table's width put in front of the sentence at the input layer, doubled as the
+// graph doubles an embedding, without a timing signal (the real tokens keep positions 0..L-1);
+// their states run through every layer and are dropped before pooling.
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -28,6 +32,7 @@
 #include "../nn/linear.hpp"
 #include "../nn/norm.hpp"
 #include "../ops/arithmetic.hpp"
+#include "../ops/concat.hpp"
 #include "../ops/matmul.hpp"
 
 namespace deepprompt {
@@ -168,10 +173,16 @@ struct UseLite {
   /// holds one key/value prefix per layer, (H_l, P_l, D_l) or (B, H_l, P_l, D_l), an empty one
   /// for a layer without; the padding mask of a layer with a prefix is extended with P_l kept
   /// positions in front. ShapeError unless there is one entry per layer.
-  Var<T, 3> hidden_states(const Batch& b, const std::vector<KVPrefix<T>>& prefixes = {}) const {
+  /// `input_prompt` (P0, embed) or empty: see the top; the result holds the real positions only.
+  Var<T, 3> hidden_states(const Batch& b, const std::vector<KVPrefix<T>>& prefixes = {},
+                          const Var<T, 2>& input_prompt = {}) const {
     if (!prefixes.empty() && prefixes.size() != layers.size())
       throw ShapeError(detail::cat("UseLite: ", prefixes.size(), " key/value prefixes for ", layers.size(), " layers"));
     const index_t L = b.ids.extent(1), C = config.embed, half = C / 2;
+    const index_t P0 = input_prompt.value().empty() ? 0 : input_prompt.extent(0);
+    if (P0 > 0 && input_prompt.extent(1) != C)
+      throw ShapeError(detail::cat("UseLite: an input prompt of shape ", shape_str(input_prompt.shape()),
+                                   " for embeddings of width ", C));
     Tensor<T, 2> signal({L, C});  // sin(p * inv), cos(p * inv), in float as the graph
     for (index_t p = 0; p < L; ++p)
       for (index_t i = 0; i < half; ++i) {
@@ -180,31 +191,32 @@ struct UseLite {
         signal(p, half + i) = static_cast<T>(std::cos(static_cast<double>(arg)));
       }
     const Var<T, 3> e = embeddings(b.ids);
-    Var<T, 3> x = add(add(e, e), Var<T, 2>(signal));
-    const Tensor<T, 2> mask = attention_mask<T>(b.mask);  // (B, L)
+    Var<T, 3> x = add(add(e, e), Var<T, 2>(signal));  // (B, L, C)
+    if (P0 > 0) x = concat({repeat_rows(scale(input_prompt, T(2)), b.ids.extent(0)), x}, 1);  // (B, P0 + L, C)
+    const Tensor<T, 2> mask = attention_mask<T>(b.mask, P0);  // (B, P0 + L)
     for (std::size_t l = 0; l < layers.size(); ++l) {
       AttentionCall<T> call;
       if (prefixes.empty() || prefixes[l].empty()) {
         call.mask = mask;
       } else {
         call.prefix = prefixes[l];
-        call.mask = attention_mask<T>(b.mask, prefixes[l].length());  // (B, P + L)
+        call.mask = attention_mask<T>(b.mask, P0 + prefixes[l].length());  // (B, P + P0 + L)
       }
       x = layers[l].forward(x, call);
     }
-    return x;
+    return P0 > 0 ? slice(x, 1, P0, P0 + L) : x;
   }
 
   /// tanh(projection(mean of the real positions' states)): (B, hidden), before normalisation.
   /// `prefixes`: see hidden_states().
   Var<T, 2> encode(const std::vector<std::vector<std::int32_t>>& sentences,
-                   const std::vector<KVPrefix<T>>& prefixes = {}) const {
+                   const std::vector<KVPrefix<T>>& prefixes = {}, const Var<T, 2>& input_prompt = {}) const {
     const Batch b = batch(sentences);
     const index_t B = b.ids.extent(0), L = b.ids.extent(1);
     Tensor<T, 3> w = Tensor<T, 3>::zeros({B, 1, L});
     for (index_t i = 0; i < B; ++i)
       for (index_t t = 0; t < b.lengths[i]; ++t) w(i, 0, t) = T(1) / static_cast<T>(b.lengths[i]);
-    const Var<T, 3> pooled = matmul(Var<T, 3>(w), hidden_states(b, prefixes));  // (B, 1, hidden)
+    const Var<T, 3> pooled = matmul(Var<T, 3>(w), hidden_states(b, prefixes, input_prompt));  // (B, 1, hidden)
     return tanh(projection(reshape<2>(pooled, Shape<2>{B, config.hidden})));
   }
 

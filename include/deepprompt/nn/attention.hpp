@@ -133,6 +133,17 @@ struct MultiHeadAttention {
     return o(multi_head_attention(q(x), k(memory), v(memory), heads, call));
   }
 
+  /// The keys and values that P hidden vectors h (P, C) would give as tokens in front of this
+  /// attention's input: k(h), v(h), each (H, P, D), shared by the batch (the hidden-state form
+  /// of deep prompts is this prefix; the vectors' own outputs are dropped).
+  KVPrefix<T> prefix_from_hidden(const Var<T, 2>& h) const {  // h: (P, C)
+    const index_t P = h.extent(0), W = k.out_features(), D = W / heads;
+    auto heads_first = [&](const Var<T, 2>& y) {  // (P, H * D) -> (H, P, D)
+      return permute(reshape<3>(y, Shape<3>{P, heads, D}), {1, 0, 2});
+    };
+    return KVPrefix<T>::shared(heads_first(k(h)), heads_first(v(h)));
+  }
+
   template <class V>
   void visit(V&& vis) {
     vis(names.q, q);

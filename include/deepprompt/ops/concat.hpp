@@ -9,6 +9,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <span>
+#include <vector>
 
 #include "../autodiff/var.hpp"
 #include "../backend/cpu/elementwise.hpp"
@@ -148,6 +149,16 @@ Var<T, R> slice(const Var<T, R>& x, int axis, index_t begin, index_t end) {
       detail::concat_copy_pieces<true>(dy.data(), w, 0, xn->accumulator().data(), xrow, off, w, outer);
     });
   return out;
+}
+
+/// rows (P, W) repeated for B examples: (B, P, W) (differentiable; the gradient is summed).
+template <class T>
+Var<T, 3> repeat_rows(const Var<T, 2>& rows, index_t batch) {
+  if (batch < 1) throw ShapeError(detail::cat("repeat_rows: batch size ", batch, " < 1"));
+  const Var<T, 3> one = reshape<3>(rows, Shape<3>{1, rows.extent(0), rows.extent(1)});
+  if (batch == 1) return one;
+  const std::vector<Var<T, 3>> copies(static_cast<std::size_t>(batch), one);
+  return concat(std::span<const Var<T, 3>>(copies), 0);
 }
 
 }  // namespace deepprompt

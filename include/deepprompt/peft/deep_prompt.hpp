@@ -186,16 +186,6 @@ std::vector<KVPrefix<T>> kv_prefixes(const Var<T, 3>& rows, index_t layers, inde
   return out;
 }
 
-/// rows (P, W) repeated for B examples: (B, P, W) (differentiable; the gradient is summed).
-template <class T>
-Var<T, 3> repeat_rows(const Var<T, 2>& rows, index_t batch) {
-  if (batch < 1) throw ShapeError(detail::cat("repeat_rows: batch size ", batch, " < 1"));
-  const Var<T, 3> one = reshape<3>(rows, Shape<3>{1, rows.extent(0), rows.extent(1)});
-  if (batch == 1) return one;
-  const std::vector<Var<T, 3>> copies(static_cast<std::size_t>(batch), one);
-  return concat(std::span<const Var<T, 3>>(copies), 0);
-}
-
 /// Prefix tuning's reparameterisation: second(tanh(first(embedding))).
 /// embedding: (P, C); w0: (M, C), b0: (M); w2: (N, M), b2: (N) -> (P, N).
 template <class T>

@@ -5,11 +5,17 @@
 //   auto m = dp::UseLiteMethod::create(dp::UseLite<>::from_tfjs(dir / "model.json"), dp::UseMethod::ptv2);
 //   dp::Var<float, 2> h = m.forward(ids, true);   // (B, 512): tanh output, before L2 normalisation
 //
-// Methods:
-//   ptv2   per-layer key/value prefix (peft/use_lite_prefix.hpp; widths 256 and 512)
-//   probe  nothing of the encoder trains (a linear probe: only the caller's head)
-//   lora   LoRA on the attention's query and value projections (peft/lora.hpp)
-//   full   every weight of the encoder trains
+// Methods (the names of peft/bert_method.hpp where the method is the same):
+//   ptv2         per-layer key/value prefix (peft/use_lite_prefix.hpp; widths 256 and 512)
+//   ptv2-hidden  per-layer hidden-state prompt (the seed's form; UseLiteHiddenPrompt)
+//   prefix       Prefix Tuning: the key/value prefix through an MLP of width `projection` (512)
+//   prompt       Prompt Tuning: an input-layer prompt (PromptTuning, 256 wide), initialised
+//                from rows of the embedding table sampled uniformly (Lester et al.'s best init)
+//   ptuning      P-Tuning v1: the input-layer prompt from a prompt encoder (PTuningV1: PEFT's
+//                default MLP, hidden 256)
+//   probe        nothing of the encoder trains (a linear probe: only the caller's head)
+//   lora         LoRA on the attention's query and value projections (peft/lora.hpp)
+//   full         every weight of the encoder trains
 // Invariant: the encoder's weights are frozen except for `full` (and LoRA's own A, B).
 //
 // Files: config() is a small JSON object (method, prefix length, LoRA settings) and
@@ -27,35 +33,39 @@
 #include "../io/safetensors.hpp"
 #include "../nn/module.hpp"
 #include "lora.hpp"
+#include "prompt_tuning.hpp"
+#include "ptuning_v1.hpp"
 #include "use_lite_prefix.hpp"
 
 namespace deepprompt {
 
-enum class UseMethod { ptv2, probe, lora, full };
+enum class UseMethod { ptv2, ptv2_hidden, prefix, prompt, ptuning, probe, lora, full };
 
-inline constexpr std::string_view kUseMethodNames = "ptv2|probe|lora|full";
+inline constexpr std::string_view kUseMethodNames = "ptv2|ptv2-hidden|prefix|prompt|ptuning|probe|lora|full";
+
+namespace peft_detail {
+inline constexpr std::pair<std::string_view, UseMethod> kUseMethods[] = {
+    {"ptv2", UseMethod::ptv2},       {"ptv2-hidden", UseMethod::ptv2_hidden}, {"prefix", UseMethod::prefix},
+    {"prompt", UseMethod::prompt},   {"ptuning", UseMethod::ptuning},         {"probe", UseMethod::probe},
+    {"lora", UseMethod::lora},       {"full", UseMethod::full}};
+}  // namespace peft_detail
 
 /// "ptv2" -> UseMethod::ptv2 ...; nullopt for an unknown name.
 inline std::optional<UseMethod> use_method_from_name(std::string_view s) {
-  if (s == "ptv2") return UseMethod::ptv2;
-  if (s == "probe") return UseMethod::probe;
-  if (s == "lora") return UseMethod::lora;
-  if (s == "full") return UseMethod::full;
+  for (const auto& [name, m] : peft_detail::kUseMethods)
+    if (name == s) return m;
   return std::nullopt;
 }
 inline std::string use_method_name(UseMethod m) {
-  switch (m) {
-    case UseMethod::ptv2: return "ptv2";
-    case UseMethod::probe: return "probe";
-    case UseMethod::lora: return "lora";
-    case UseMethod::full: return "full";
-  }
+  for (const auto& [name, k] : peft_detail::kUseMethods)
+    if (k == m) return std::string(name);
   return "";
 }
 
 struct UseMethodOptions {
-  index_t tokens = 20;         // ptv2: prefix length
-  double init_std = 1.0;       // ptv2: normal(0, init_std)
+  index_t tokens = 20;         // prompt length (prefix or input prompt)
+  double init_std = 1.0;       // ptv2, ptv2-hidden, prefix: normal(0, init_std)
+  index_t projection = 512;    // prefix: reparameterisation width
   index_t lora_r = 8;
   double lora_alpha = 16.0, lora_dropout = 0.1;
   std::uint64_t seed = 0;      // of the method's initial values
@@ -65,14 +75,27 @@ class UseLiteMethod {
  public:
   using value_type = float;
   UseLite<float> use;
-  std::optional<UseLitePrefix<float>> prompt;
+  std::optional<UseLitePrefix<float>> prompt;               // ptv2, prefix
+  std::optional<UseLiteHiddenPrompt<float>> hidden_prompt;  // ptv2-hidden
+  std::optional<DynamicPromptTuning<float>> input_prompt;   // prompt
+  std::optional<DynamicPTuningV1<float>> ptuning;           // ptuning
   std::optional<LoraAttachment> lora;
 
   /// `model` frozen and the method's parameters new (trainable); `full` unfreezes everything.
   static UseLiteMethod create(UseLite<float> model, UseMethod m, const UseMethodOptions& o = {}) {
     UseLiteMethod u(std::move(model), m);
+    const InputPromptSizes input{o.tokens, u.use.config.embed};
     switch (m) {
       case UseMethod::ptv2: u.prompt.emplace(u.use, UseLitePrefixOptions{o.tokens, o.init_std, o.seed}); break;
+      case UseMethod::prefix:
+        u.prompt.emplace(u.use, UseLitePrefixOptions{o.tokens, o.init_std, o.seed, o.projection});
+        break;
+      case UseMethod::ptv2_hidden: u.hidden_prompt.emplace(u.use, UseLitePrefixOptions{o.tokens, o.init_std, o.seed}); break;
+      case UseMethod::prompt:
+        u.input_prompt.emplace(input, PromptTuningOptions{.init = PromptTuningInit::sample_vocab, .seed = o.seed},
+                               u.use.embeddings.weight.value());
+        break;
+      case UseMethod::ptuning: u.ptuning.emplace(input, PTuningOptions{.seed = o.seed}); break;
       case UseMethod::probe: break;
       case UseMethod::lora:
         u.lora = attach_lora(u.use, LoraOptions{.r = o.lora_r, .alpha = o.lora_alpha, .dropout = o.lora_dropout,
@@ -96,6 +119,7 @@ class UseLiteMethod {
     if (!m) throw FormatError(detail::cat("USE Lite adapter: method \"", name, "\" is not one of ", kUseMethodNames));
     UseMethodOptions o;
     o.tokens = field("tokens", index_t{20});
+    o.projection = field("projection", index_t{512});
     o.lora_r = field("lora_r", index_t{8});
     o.lora_alpha = field("lora_alpha", 16.0);
     o.lora_dropout = field("lora_dropout", 0.0);
@@ -126,6 +150,9 @@ class UseLiteMethod {
   Var<float, 2> forward(const std::vector<std::vector<std::int32_t>>& ids, bool training) {
     if (lora && training != lora_training_) set_lora_training(use, lora_training_ = training);
     if (prompt) return use.encode(ids, prompt->prefixes());
+    if (hidden_prompt) return use.encode(ids, hidden_prompt->prefixes(use));
+    if (input_prompt) return use.encode(ids, {}, input_prompt->input_embeddings());
+    if (ptuning) return use.encode(ids, {}, ptuning->input_embeddings(PromptRun{.training = training}));
     return use.encode(ids);
   }
 
@@ -133,6 +160,10 @@ class UseLiteMethod {
   nlohmann::json config() const {
     nlohmann::json j = {{"method", use_method_name(method_)}};
     if (prompt) j["tokens"] = prompt->tokens();
+    if (prompt && prompt->projected()) j["projection"] = prompt->projection->first.out_features();
+    if (hidden_prompt) j["tokens"] = hidden_prompt->tokens();
+    if (input_prompt) j["tokens"] = input_prompt->tokens();
+    if (ptuning) j["tokens"] = ptuning->tokens();
     if (lora) {
       j["lora_r"] = lora->options.r;
       j["lora_alpha"] = lora->options.alpha;
@@ -155,6 +186,9 @@ class UseLiteMethod {
   void visit(V&& v) {
     v("use", use);
     v("prompt", prompt);
+    v("hidden_prompt", hidden_prompt);
+    v("input_prompt", input_prompt);
+    v("ptuning", ptuning);
   }
 
  private:
