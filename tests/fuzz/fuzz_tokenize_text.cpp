@@ -1,5 +1,5 @@
 // The tokenizers' text input: arbitrary bytes (invalid UTF-8, control characters, added tokens)
-// through one of the fixed test tokenizers (dp_fuzz::pick): WordPiece from bert-base-uncased's vocab.txt and from a
+// through one of the fixed test tokenizers with one truncation setting (dp_fuzz::pick): WordPiece from bert-base-uncased's vocab.txt and from a
 // tokenizer.json, Unigram from T5's tokenizer.json, and (with the library) SentencePiece.
 #include <memory>
 
@@ -34,15 +34,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto all = dp_fuzz::text(data, size);
   const auto b = all.substr(size / 2);
   const auto& t = *tokenizers;
+  const int way = static_cast<int>(dp_fuzz::pick(size / 4, 3));  // one truncation setting per input
   switch (dp_fuzz::pick(size, 4)) {  // one tokenizer per input
-    case 0: dp_fuzz::exercise(t.vocab, all, b); (void)t.vocab.pre_tokenize(all); break;
-    case 1: dp_fuzz::exercise(t.wordpiece, all, b); break;
-    case 2: dp_fuzz::exercise(t.unigram, all, b); break;
+    case 0: dp_fuzz::exercise(t.vocab, all, b, way); (void)t.vocab.pre_tokenize(all); break;
+    case 1: dp_fuzz::exercise(t.wordpiece, all, b, way); break;
+    case 2: dp_fuzz::exercise(t.unigram, all, b, way); break;
     default:
 #ifdef DEEPPROMPT_HAS_SENTENCEPIECE
-      dp_fuzz::exercise(t.spm, all, b);
+      dp_fuzz::exercise(t.spm, all, b, way);
 #else
-      dp_fuzz::exercise(t.unigram, all, b);
+      dp_fuzz::exercise(t.unigram, all, b, way);
 #endif
       break;
   }

@@ -8,7 +8,9 @@
 
 namespace dp_fuzz {
 
-inline void exercise(const deepprompt::Tokenizer& t, std::string_view a, std::string_view b) {
+/// Three truncation settings, or only the one `way` (0-2) names (fuzz_tokenize_text picks one per
+/// execution: each encoding is a full pass over the input).
+inline void exercise(const deepprompt::Tokenizer& t, std::string_view a, std::string_view b, int way = -1) {
   namespace dp = deepprompt;
   auto check = [&](const dp::Encoding& e) {
     // The offsets must lie inside their text.
@@ -23,7 +25,10 @@ inline void exercise(const deepprompt::Tokenizer& t, std::string_view a, std::st
     }
   };
   // No truncation; truncation that leaves a few tokens; truncation below the special tokens.
-  for (const dp::EncodeOptions opt : {dp::EncodeOptions{0, true}, dp::EncodeOptions{5, true}, dp::EncodeOptions{1, false}}) {
+  const dp::EncodeOptions options[] = {dp::EncodeOptions{0, true}, dp::EncodeOptions{5, true}, dp::EncodeOptions{1, false}};
+  for (int k = 0; k < 3; ++k) {
+    if (way >= 0 && k != way % 3) continue;
+    const dp::EncodeOptions& opt = options[k];
     check(t.encode(a, opt));
     auto pair = t.encode(a, b, opt);
     check(pair);
