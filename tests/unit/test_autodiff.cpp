@@ -4,6 +4,8 @@
 
 #include "deepprompt/autodiff/grad_check.hpp"
 
+namespace test_autodiff {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 
 namespace {
@@ -130,3 +132,5 @@ TEST_CASE("the arena is reused: a second identical step asks the system for noth
   CHECK(tape().arena().system_allocations() == chunks);
   CHECK(MemoryPool::cpu().stats().system_allocations == blocks);
 }
+
+}  // namespace test_autodiff

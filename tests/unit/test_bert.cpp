@@ -23,6 +23,8 @@
 #include "deepprompt/ops/arithmetic.hpp"
 #include "deepprompt/ops/reduce.hpp"
 
+namespace test_bert {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -516,3 +518,5 @@ TEST_CASE("bert: dynamic configurations are validated; static ones convert") {
   hf.position_embedding_type = "relative_key";
   CHECK_THROWS_AS(dp::BertDynamicConfig::from(hf), dp::FormatError);
 }
+
+}  // namespace test_bert

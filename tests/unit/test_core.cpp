@@ -8,6 +8,10 @@
 #include "deepprompt/core/half.hpp"
 #include "deepprompt/core/init.hpp"
 #include "deepprompt/core/tensor.hpp"
+#include "alloc_counter.hpp"
+#include <cstdlib>
+
+namespace test_core {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
 
 using namespace deepprompt;
 
@@ -153,9 +157,6 @@ TEST_CASE("initialisers: reproducible, right moments, truncation respected") {
   CHECK(init::inverse_erf(std::erf(-2.7)) == doctest::Approx(-2.7).epsilon(1e-12));
 }
 
-#include "alloc_counter.hpp"
-#include <cstdlib>
-
 namespace {
 void* volatile g_sink;  // allocations stored here escape, so the compiler cannot elide them
 }
@@ -174,3 +175,5 @@ TEST_CASE("the allocation counter sees operator new and, when wrapped, malloc") 
   CHECK(dp_test::heap_allocations() - mid == 2);
 #endif
 }
+
+}  // namespace test_core

@@ -16,6 +16,8 @@
 #include "deepprompt/io/unigram.hpp"
 #include "deepprompt/io/wordpiece.hpp"
 
+namespace test_fuzz_regressions {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using doctest::Contains;
 
@@ -75,3 +77,5 @@ TEST_CASE("fuzz regression: a JSON number too large for a double (nlohmann's out
   file += header + std::string(4, '\0');
   CHECK_THROWS_AS(SafeTensorsFile::from_bytes(std::as_bytes(std::span(file.data(), file.size())), "s.safetensors"), FormatError);
 }
+
+}  // namespace test_fuzz_regressions

@@ -12,6 +12,8 @@
 #include <random>
 #include <vector>
 
+namespace test_gemm {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace {
 
 using deepprompt::cpu::gemm;
@@ -250,3 +252,5 @@ TEST_CASE("gemm allocates nothing once warmed up") {
   ::operator delete(::operator new(16));
   CHECK(dp_test::heap_allocations() == probe + 1);
 }
+
+}  // namespace test_gemm

@@ -6,6 +6,8 @@
 
 #include "deepprompt/io/config.hpp"
 
+namespace test_io_config {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace fs = std::filesystem;
 using doctest::Contains;
@@ -161,3 +163,5 @@ TEST_CASE("config: errors name the file and the field") {
                        FormatError);
   CHECK_THROWS_WITH_AS(read_config(kData / "no-such.config.json"), Contains("no-such.config.json"), IoError);
 }
+
+}  // namespace test_io_config

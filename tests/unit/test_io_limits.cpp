@@ -22,6 +22,8 @@
 #include "deepprompt/tasks/data/squad.hpp"
 #include "deepprompt/tasks/data/superglue.hpp"
 
+namespace test_io_limits {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using doctest::Contains;
 
@@ -230,3 +232,5 @@ TEST_CASE("limits: model_parameters, with products that would overflow") {
   ScopedLimits guard(with([](Limits& l) { l.model_parameters = 1000; }));
   CHECK_THROWS_WITH_AS(parse_config(kBert, "c.json"), Contains("Limits::model_parameters = 1000"), LimitError);
 }
+
+}  // namespace test_io_limits

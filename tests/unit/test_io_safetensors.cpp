@@ -15,6 +15,8 @@
 
 #include "deepprompt/io/safetensors.hpp"
 
+namespace test_io_safetensors {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace fs = std::filesystem;
 using doctest::Contains;
@@ -414,3 +416,5 @@ TEST_CASE("atomic write: a reader never sees a partial file while it is replaced
   CHECK(reads.load() >= 5);
   CHECK(dir.listing() == std::vector<std::string>{"ckpt.safetensors"});
 }
+
+}  // namespace test_io_safetensors

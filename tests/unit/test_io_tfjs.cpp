@@ -9,6 +9,8 @@
 
 #include "deepprompt/io/tfjs.hpp"
 
+namespace test_io_tfjs {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace fs = std::filesystem;
 using doctest::Contains;
@@ -248,3 +250,5 @@ TEST_CASE("tfjs: the size limits") {
   for (std::size_t i = 0; i <= kTfjsMaxJsonValues; ++i) values += i ? ",0" : "0";
   expect_format_error(values + "]", {"more than 4000000 JSON values"});
 }
+
+}  // namespace test_io_tfjs

@@ -18,6 +18,8 @@
 #include "deepprompt/io/unigram.hpp"
 #include "deepprompt/io/wordpiece.hpp"
 
+namespace test_io_tokenizers {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using json = nlohmann::json;
 
@@ -373,3 +375,5 @@ TEST_CASE("sentencepiece: the library on the tiny model agrees with the expectat
                        doctest::Contains("/nonexistent/spiece.model: cannot load"), TokenizerError);
 }
 #endif
+
+}  // namespace test_io_tokenizers

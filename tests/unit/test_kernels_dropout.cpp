@@ -13,6 +13,8 @@
 #include <random>
 #include <vector>
 
+namespace test_kernels_dropout {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace {
 
 namespace cpu = deepprompt::cpu;
@@ -141,3 +143,5 @@ TEST_CASE("fused attention: the backward pass reading the forward's kept bits eq
     CHECK(out == out2);
   }
 }
+
+}  // namespace test_kernels_dropout

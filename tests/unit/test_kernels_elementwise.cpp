@@ -16,6 +16,8 @@
 #endif
 #include <vector>
 
+namespace test_kernels_elementwise {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace {
 
 namespace cpu = deepprompt::cpu;
@@ -319,3 +321,5 @@ TEST_CASE("activation backward passes match central differences (double)") {
     }
   }
 }
+
+}  // namespace test_kernels_elementwise

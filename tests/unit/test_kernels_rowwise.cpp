@@ -18,6 +18,8 @@
 #endif
 #include <vector>
 
+namespace test_kernels_rowwise {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace {
 
 namespace cpu = deepprompt::cpu;
@@ -433,3 +435,5 @@ TEST_CASE_TEMPLATE("norm backward passes match their formulas on large shapes, d
                 tol, s.rows * tol);
   }
 }
+
+}  // namespace test_kernels_rowwise

@@ -11,6 +11,8 @@
 #include "deepprompt/ops/reduce.hpp"
 #include "testing.hpp"
 
+namespace test_nn_layers {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 using dp::index_t;
 using dp::Tensor;
@@ -262,3 +264,5 @@ TEST_CASE("nn: MultiHeadAttention module, names chosen at construction, self and
   CHECK(dp::parameter_count(att) == 4 * 48);
   CHECK_THROWS_AS(dp::MultiHeadAttention<float>(6, 0, 3, true, gen), dp::Error);
 }
+
+}  // namespace test_nn_layers

@@ -3,6 +3,8 @@
 
 #include "deepprompt/nn/module.hpp"
 
+namespace test_nn_module {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 
 namespace {
@@ -85,3 +87,5 @@ TEST_CASE("module: state dict round trip and strict loading lists every problem"
   CHECK(!rep.ok());
   CHECK(b.layer[1].weight.value()(0, 1) == 7.f);  // what fits is copied
 }
+
+}  // namespace test_nn_module

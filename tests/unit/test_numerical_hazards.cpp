@@ -15,6 +15,8 @@
 #include "deepprompt/ops/softmax.hpp"
 #include "testing.hpp"
 
+namespace test_numerical_hazards {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace dp = deepprompt;
 using dp_test::random_tensor;
@@ -192,3 +194,5 @@ TEST_CASE_TEMPLATE("hazards: attention with huge scores, the lowest() mask and f
     for (index_t d = 0; d < D; ++d) CHECK(v.grad()(1, 0, 4, d) == T(0));
   }
 }
+
+}  // namespace test_numerical_hazards

@@ -4,6 +4,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_arithmetic {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using dp_test::expect_ad;
 using dp_test::max_abs_diff;
@@ -197,3 +199,5 @@ TEST_CASE("arithmetic: no tape records under NoGradGuard, and none for constants
   CHECK(tape().size() == 1);
   tape().release();
 }
+
+}  // namespace test_ops_arithmetic

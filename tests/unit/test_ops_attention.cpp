@@ -12,6 +12,8 @@
 #include "deepprompt/ops/attention.hpp"
 #include "testing.hpp"
 
+namespace test_ops_attention {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 using dp::index_t;
 using dp::Shape;
@@ -538,3 +540,5 @@ TEST_CASE("attention: shape errors name the op and the shapes") {
   CHECK_THROWS_WITH_AS(dp::scaled_dot_product_attention(q, k, v, {.dropout = 1.5f, .generator = &gen}),
                        doctest::Contains("dropout probability 1.5 is not in [0, 1]"), dp::Error);
 }
+
+}  // namespace test_ops_attention

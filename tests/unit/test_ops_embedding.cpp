@@ -8,6 +8,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_embedding {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace dp = deepprompt;
 using dp_test::expect_ad;
@@ -132,3 +134,5 @@ TEST_CASE("embedding: a frozen weight or NoGradGuard records nothing") {
   CHECK(tape().size() == before + 1);
   tape().release();
 }
+
+}  // namespace test_ops_embedding

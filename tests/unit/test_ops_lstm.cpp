@@ -10,6 +10,8 @@
 #include "deepprompt/ops/lstm.hpp"
 #include "testing.hpp"
 
+namespace test_ops_lstm {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 using dp::index_t;
 using dp::Tensor;
@@ -194,3 +196,5 @@ TEST_CASE("lstm_cell: shape errors name the op and the shapes") {
   CHECK_THROWS_WITH_AS(dp::lstm_cell(x, h, c, w_ih, w_hh, V1(Tensor<float, 1>({12})), b),
                        "lstm_cell: b_ih must be (4 * Hd) for h (B, Hd); got (12) and (2, 4)", dp::ShapeError);
 }
+
+}  // namespace test_ops_lstm

@@ -7,6 +7,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_matmul {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using dp_test::expect_ad;
 using dp_test::max_abs_diff;
@@ -275,3 +277,5 @@ TEST_CASE("linear: no tape records under NoGradGuard") {
   CHECK(!y.requires_grad());
   CHECK(tape().size() == 0);
 }
+
+}  // namespace test_ops_matmul

@@ -10,6 +10,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_norm {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace dp = deepprompt;
 using dp_test::expect_ad;
@@ -209,3 +211,5 @@ TEST_CASE("layer_norm, rms_norm: nothing is recorded under NoGradGuard or for co
   CHECK(tape().size() == before + 2);
   tape().release();
 }
+
+}  // namespace test_ops_norm

@@ -6,6 +6,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_reduce {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using dp_test::expect_ad;
 using dp_test::max_abs_diff;
@@ -142,3 +144,5 @@ TEST_CASE("sum/mean: no tape records under NoGradGuard") {
   CHECK(!mean(p.var(), 0).requires_grad());
   CHECK(tape().size() == 0);
 }
+
+}  // namespace test_ops_reduce

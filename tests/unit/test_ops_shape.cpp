@@ -7,6 +7,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_shape {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using dp_test::expect_ad;
 using dp_test::max_abs_diff;
@@ -314,3 +316,5 @@ TEST_CASE("repeat_rows: (P, W) copied for B examples; the gradient sums the copi
   expect_ad([](auto r) { return repeat_rows(r, 3); }, random_tensor<double, 2>({2, 3}, 42));
   expect_ad([](auto r) { return repeat_rows(r, 1); }, random_tensor<double, 2>({2, 3}, 43));
 }
+
+}  // namespace test_ops_shape

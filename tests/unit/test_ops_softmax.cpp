@@ -10,6 +10,8 @@
 
 #include "testing.hpp"
 
+namespace test_ops_softmax {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace dp = deepprompt;
 using dp_test::expect_ad;
@@ -109,3 +111,5 @@ TEST_CASE("softmax: nothing is recorded under NoGradGuard or for constants") {
   CHECK(tape().size() == before + 1);
   tape().release();
 }
+
+}  // namespace test_ops_softmax

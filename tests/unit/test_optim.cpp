@@ -19,6 +19,8 @@
 #include "deepprompt/train/optimizer.hpp"
 #include "deepprompt/train/schedule.hpp"
 
+namespace test_optim {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using json = nlohmann::json;
 
@@ -406,3 +408,5 @@ TEST_CASE("schedules: Hugging Face shapes, and LRScheduler as LambdaLR") {
   custom.step();
   CHECK(opt.lr() == 1.5);
 }
+
+}  // namespace test_optim

@@ -17,6 +17,8 @@
 #include "deepprompt/train/optimizer.hpp"
 #include "testing.hpp"
 
+namespace test_peft_baselines {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -373,3 +375,5 @@ TEST_CASE("every method: central-difference gradient checks in double of its par
                     [&] { return head(bert.forward(in.ids, in.mask, in.types).pooler_output); }, 6);
   }
 }
+
+}  // namespace test_peft_baselines

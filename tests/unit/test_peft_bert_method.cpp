@@ -10,6 +10,8 @@
 
 #include "testing.hpp"
 
+namespace test_peft_bert_method {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -96,3 +98,5 @@ TEST_CASE("Bert::set_dropout reaches every dropout module (0, 0: training comput
   CHECK(dp_test::max_abs_diff(bert.forward(ids(), mask(), {}, {.training = true}).last_hidden_state.value(), eval) == 0.0);
   CHECK_THROWS_WITH_AS(bert.set_dropout(1.0, 0.0), "Bert::set_dropout: 1 is not in [0, 1)", dp::Error);
 }
+
+}  // namespace test_peft_bert_method

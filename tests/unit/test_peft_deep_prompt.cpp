@@ -19,6 +19,8 @@
 #include "deepprompt/train/optimizer.hpp"
 #include "testing.hpp"
 
+namespace test_peft_deep_prompt {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -400,3 +402,5 @@ TEST_CASE("deep prompt: after AdamW steps the frozen backbone is bitwise unchang
   CHECK(dp_test::max_abs_diff(prompt0, model.prompt.prompt_embeddings->value()) > 1e-3);
   CHECK(dp_test::max_abs_diff(head0, head.weight.value()) > 1e-3);
 }
+
+}  // namespace test_peft_deep_prompt

@@ -20,6 +20,8 @@
 #include "deepprompt/train/optimizer.hpp"
 #include "testing.hpp"
 
+namespace test_peft_lora {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -411,3 +413,5 @@ TEST_CASE("lora: Bert::save leaves the adapters out; load_weights works with ada
   CHECK(dp::lora_modules(plain).empty());
   fs::remove_all(dir);
 }
+
+}  // namespace test_peft_lora

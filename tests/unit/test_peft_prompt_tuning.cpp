@@ -18,6 +18,8 @@
 #include "deepprompt/peft/prompt_tuning.hpp"
 #include "testing.hpp"
 
+namespace test_peft_prompt_tuning {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -285,3 +287,5 @@ TEST_CASE("prompt tuning: gradient check in double of the prompt rows, shared an
       },
       dp_test::random_tensor<double, 3>({2, 3, kC}, 22));
 }
+
+}  // namespace test_peft_prompt_tuning

@@ -18,6 +18,8 @@
 #include "deepprompt/peft/ptuning_v1.hpp"
 #include "testing.hpp"
 
+namespace test_peft_ptuning_v1 {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -241,3 +243,5 @@ TEST_CASE("p-tuning: encoder dropout between LSTM layers acts only while trainin
   TinyPTuning m({.encoder_dropout = 0.5});
   CHECK(dp_test::max_abs_diff(m.input_embeddings().value(), m.input_embeddings({.training = true}).value()) == 0.0);
 }
+
+}  // namespace test_peft_ptuning_v1

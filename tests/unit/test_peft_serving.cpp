@@ -13,6 +13,8 @@
 #include "deepprompt/peft/selective_prompt.hpp"
 #include "testing.hpp"
 
+namespace test_peft_serving {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -311,3 +313,5 @@ TEST_CASE("serving: multi-task training: each task's prompt gets the gradient of
   CHECK(ea < 1e-5);
   CHECK(eb < 1e-5);
 }
+
+}  // namespace test_peft_serving

@@ -11,6 +11,8 @@
 #include "deepprompt/train/optimizer.hpp"
 #include "testing.hpp"
 
+namespace test_peft_t5 {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -149,3 +151,5 @@ TEST_CASE("t5 deep prompt: after AdamW steps (dropout on) the frozen T5 is bitwi
   CHECK(same);
   CHECK(dp_test::max_abs_diff(cross0, prompt.cross->prompt_embeddings->value()) > 1e-3);
 }
+
+}  // namespace test_peft_t5

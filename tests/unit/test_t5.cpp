@@ -14,6 +14,8 @@
 
 #include "deepprompt/models/t5.hpp"
 
+namespace test_t5 {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 using dp::index_t;
 using dp::Tensor;
@@ -426,3 +428,5 @@ TEST_CASE("t5: a training step with dropout reaches every parameter; a frozen ba
   for (auto& p : pf.shared) CHECK(std::isfinite(p.grad()(0, 0, 0)));
   CHECK(dp::tape().size() == 0);
 }
+
+}  // namespace test_t5

@@ -12,6 +12,8 @@
 
 #include "deepprompt/models/t5_run.hpp"
 
+namespace test_t5_generate {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 using dp::index_t;
 using dp::Tensor;
@@ -238,3 +240,5 @@ TEST_CASE("t5 run: deepprompt-run's T5 path writes logits, encoder output, loss 
   fails({{"input_ids", {{1, 2}}}}, (dir / "nowhere").string(), "nowhere");
   std::filesystem::remove_all(dir);
 }
+
+}  // namespace test_t5_generate

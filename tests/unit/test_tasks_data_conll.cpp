@@ -6,6 +6,8 @@
 
 #include "deepprompt/tasks/data/conll.hpp"
 
+namespace test_tasks_data_conll {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using namespace deepprompt::data;
 namespace fs = std::filesystem;
@@ -96,3 +98,5 @@ TEST_CASE("conll: malformed lines name the file and line; skip_malformed drops t
   CHECK_THROWS_WITH_AS(parse_conll("EU\n", "one.txt"), Contains("one.txt:1: expected at least 2 columns"), FormatError);
   CHECK(parse_conll("\n\n").size() == 0);
 }
+
+}  // namespace test_tasks_data_conll

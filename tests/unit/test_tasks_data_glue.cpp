@@ -8,6 +8,8 @@
 
 #include "deepprompt/tasks/data/glue.hpp"
 
+namespace test_tasks_data_glue {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using namespace deepprompt::data;
 namespace fs = std::filesystem;
@@ -193,3 +195,5 @@ TEST_CASE("glue: malformed rows name the file and line; skip_malformed counts th
                        Contains("r.tsv:1: rte: the header has no column 'sentence2'"), FormatError);
   CHECK_THROWS_AS(read_glue(GlueTask::sst2, kData / "glue/sst2/absent.tsv"), IoError);
 }
+
+}  // namespace test_tasks_data_glue

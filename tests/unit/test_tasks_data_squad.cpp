@@ -6,6 +6,8 @@
 
 #include "deepprompt/tasks/data/squad.hpp"
 
+namespace test_tasks_data_squad {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using namespace deepprompt::data;
 namespace fs = std::filesystem;
@@ -141,3 +143,5 @@ TEST_CASE("squad: malformed input names the file and the JSON path (or line)") {
   CHECK(odd.stats.warning_count("duplicate question id") == 1);
   CHECK(odd.stats.warning_count("answer_start missing") == 1);
 }
+
+}  // namespace test_tasks_data_squad

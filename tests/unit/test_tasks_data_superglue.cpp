@@ -7,6 +7,8 @@
 
 #include "deepprompt/tasks/data/superglue.hpp"
 
+namespace test_tasks_data_superglue {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using namespace deepprompt::data;
 namespace fs = std::filesystem;
@@ -160,3 +162,5 @@ TEST_CASE("superglue: malformed records name the file, line and field") {
                                       "\r\n\r\n")
             .size() == 1);
 }
+
+}  // namespace test_tasks_data_superglue

@@ -6,6 +6,8 @@
 
 #include "deepprompt/tasks/data/webnlg.hpp"
 
+namespace test_tasks_data_webnlg {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 using namespace deepprompt::data;
 namespace fs = std::filesystem;
@@ -113,5 +115,7 @@ TEST_CASE("webnlg: malformed XML names the file and line") {
   CHECK_THROWS_WITH_AS(parse_webnlg("<benchmark><entries><entry category=\"C\" eid=\"1\" size=\"1\">\n<lex>", "t.xml"),
                        Contains("t.xml:2: XML error"), FormatError);
 }
+
+}  // namespace test_tasks_data_webnlg
 
 #endif  // DEEPPROMPT_TEST_TINYXML2

@@ -23,6 +23,8 @@
 #include "deepprompt/tasks/heads/token_classification.hpp"
 #include "testing.hpp"
 
+namespace test_tasks_heads {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace tasks = deepprompt::tasks;
 namespace fs = std::filesystem;
@@ -372,3 +374,5 @@ TEST_CASE("tasks heads: shape and label problems throw, naming the shapes") {
   CHECK_THROWS_WITH_AS(np.forward(seq_batch()), doctest::Contains("no pooler"), dp::Error);
   dp::tape().release();
 }
+
+}  // namespace test_tasks_heads

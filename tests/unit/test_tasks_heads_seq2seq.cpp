@@ -16,6 +16,8 @@
 #include "deepprompt/tasks/heads/seq2seq.hpp"
 #include "testing.hpp"
 
+namespace test_tasks_heads_seq2seq {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace tasks = deepprompt::tasks;
 namespace fs = std::filesystem;
@@ -189,3 +191,5 @@ TEST_CASE("tasks seq2seq: a batch without labels, or labels of another batch siz
   b.labels = Tensor<std::int64_t, 2>::zeros({3, 4});
   CHECK_THROWS_WITH_AS(model.loss(b), doctest::Contains("(3, 4) and (2, 5)"), dp::ShapeError);
 }
+
+}  // namespace test_tasks_heads_seq2seq

@@ -13,6 +13,8 @@
 #include "deepprompt/tasks/heads/qa_postprocess.hpp"
 #include "deepprompt/tasks/heads/token_classification.hpp"
 
+namespace test_tasks_heads_text {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace tasks = deepprompt::tasks;
 using dp::index_t;
@@ -305,3 +307,5 @@ TEST_CASE("tasks heads: pad_encodings pads to the longest row; the picked-rows f
   CHECK(p.input_ids(0, 2) == 9);
   CHECK_THROWS_WITH_AS(dp::tasks::pad_encodings(all, std::vector<dp::index_t>{}, 0), "pad_encodings: no encodings", dp::Error);
 }
+
+}  // namespace test_tasks_heads_text

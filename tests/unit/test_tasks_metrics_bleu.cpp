@@ -14,6 +14,8 @@
 
 #include "deepprompt/tasks/metrics/bleu.hpp"
 
+namespace test_tasks_metrics_bleu {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dm = deepprompt::metrics;
 using json = nlohmann::json;
 
@@ -171,3 +173,5 @@ TEST_CASE("bleu: corpus BLEU against NLTK with NIST smoothing (fixture)") {
     CHECK(b.score == doctest::Approx(c["score"].get<double>()).epsilon(1e-11));
   }
 }
+
+}  // namespace test_tasks_metrics_bleu

@@ -14,6 +14,8 @@
 #include "deepprompt/tasks/metrics/classification.hpp"
 #include "deepprompt/tasks/metrics/regression.hpp"
 
+namespace test_tasks_metrics_classification {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dm = deepprompt::metrics;
 using json = nlohmann::json;
 
@@ -137,3 +139,5 @@ TEST_CASE("metrics: sklearn and scipy on random cases (fixture)") {
     CHECK(dm::spearman(x, y) == doctest::Approx(c["spearman"].get<double>()).epsilon(1e-12));
   }
 }
+
+}  // namespace test_tasks_metrics_classification

@@ -14,6 +14,8 @@
 #include "deepprompt/tasks/metrics/perplexity.hpp"
 #include "deepprompt/tasks/metrics/rouge.hpp"
 
+namespace test_tasks_metrics_rouge {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dm = deepprompt::metrics;
 using json = nlohmann::json;
 
@@ -93,3 +95,5 @@ TEST_CASE("perplexity") {
   CHECK_THROWS_AS(dm::perplexity(1.0, 0), deepprompt::Error);
   CHECK_THROWS_AS(dm::perplexity(std::numeric_limits<double>::quiet_NaN(), 3), deepprompt::Error);
 }
+
+}  // namespace test_tasks_metrics_rouge

@@ -9,6 +9,8 @@
 #include "deepprompt/tasks/metrics/entities.hpp"
 #include "deepprompt/tasks/metrics/seqeval.hpp"
 
+namespace test_tasks_metrics_seqeval {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dm = deepprompt::metrics;
 using dm::Entity;
 using dm::EntityMode;
@@ -193,3 +195,5 @@ TEST_CASE("seqeval: iob1_to_iob2") {
   CHECK_THROWS_AS(dm::iob1_to_iob2({"O", "E-PER"}), deepprompt::Error);
   CHECK_THROWS_AS(dm::iob1_to_iob2({"I-"}), deepprompt::Error);
 }
+
+}  // namespace test_tasks_metrics_seqeval

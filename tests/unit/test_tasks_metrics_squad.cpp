@@ -12,6 +12,8 @@
 
 #include "deepprompt/tasks/metrics/squad.hpp"
 
+namespace test_tasks_metrics_squad {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dm = deepprompt::metrics;
 using json = nlohmann::json;
 
@@ -118,3 +120,5 @@ TEST_CASE("squad: normalize_answer and the scripts' EM / F1 against Python (fixt
     CHECK(dm::squad_f1_v2(pred, gold) == doctest::Approx(c["f1_v2"].get<double>()).epsilon(1e-15));
   }
 }
+
+}  // namespace test_tasks_metrics_squad

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+namespace test_tasks_runners_ner_qa {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -307,3 +309,5 @@ TEST_CASE("QaRunner: SQuAD v2.0 evaluation reports the HasAns / NoAns breakdown"
   // An unanswered question counts as right on the NoAns side: NoAns_exact = % of "" predictions there.
   CHECK(m.at("exact") == doctest::Approx((8 * m.at("HasAns_exact") + 9 * m.at("NoAns_exact")) / 17));
 }
+
+}  // namespace test_tasks_runners_ner_qa

@@ -18,6 +18,8 @@
 #include "deepprompt/backend/cpu/threads.hpp"
 #include "deepprompt/tasks/runners/seq2seq.hpp"
 
+namespace test_tasks_runners_webnlg {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace tasks = deepprompt::tasks;
 namespace fs = std::filesystem;
@@ -232,4 +234,6 @@ TEST_CASE("webnlg runner: load() names the file and field of an adapter it canno
   CHECK_THROWS_WITH_AS(tasks::T5Method::load(tiny_t5(), empty), doctest::Contains(empty.string().c_str()), dp::IoError);
   CHECK_THROWS_WITH_AS(tasks::load_t5_tokenizer(empty), doctest::Contains("has no tokenizer.json"), dp::IoError);
 }
+}  // namespace test_tasks_runners_webnlg
+
 #endif  // DEEPPROMPT_TEST_TINYXML2

@@ -18,6 +18,8 @@
 #include <limits>
 #include <set>
 
+namespace test_train_trainer {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 namespace fs = std::filesystem;
 using dp::index_t;
@@ -205,3 +207,5 @@ TEST_CASE("Progress: plain lines every N steps when not on a terminal") {
   CHECK(dp::train::Progress::clock(3725) == "1:02:05");
   CHECK(dp::train::Progress::clock(65) == "01:05");
 }
+
+}  // namespace test_train_trainer

@@ -19,6 +19,8 @@
 #include "deepprompt/train/schedule.hpp"
 #include "testing.hpp"
 
+namespace test_training_step {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 namespace dp = deepprompt;
 using dp::index_t;
 
@@ -123,3 +125,5 @@ TEST_CASE("an activation needed only for a frozen weight's gradient is freed in 
   const auto trainable = in_use_after_forward(true);
   CHECK(trainable - frozen >= N * C * sizeof(float));
 }
+
+}  // namespace test_training_step

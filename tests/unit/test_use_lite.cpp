@@ -12,6 +12,8 @@
 #include "deepprompt/io/use_tokenizer.hpp"
 #include "deepprompt/models/use_lite.hpp"
 
+namespace test_use_lite {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -80,3 +82,5 @@ TEST_CASE("use lite: embeddings match the TF.js model") {
   const Tensor<float, 2> one = model.embed({ids[8]});
   for (index_t j = 0; j < 512; ++j) CHECK(std::abs(one(0, j) - e(8, j)) < 1e-6);
 }
+
+}  // namespace test_use_lite

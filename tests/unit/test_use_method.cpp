@@ -14,6 +14,8 @@
 #include "deepprompt/tasks/runners/use_classification.hpp"
 #include "use_lite_tiny.hpp"
 
+namespace test_use_method {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace fs = std::filesystem;
 
@@ -177,3 +179,5 @@ TEST_CASE("use lite runner: a bad adapter folder is refused with the file's name
   CHECK_THROWS_WITH_AS(tasks::load_use_adapter(tiny(), dir), doctest::Contains("prompt.layer.0"), FormatError);
   fs::remove_all(dir);
 }
+
+}  // namespace test_use_method

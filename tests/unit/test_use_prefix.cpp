@@ -15,6 +15,8 @@
 #include "deepprompt/peft/use_lite_prefix.hpp"
 #include "use_lite_tiny.hpp"
 
+namespace test_use_prefix {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 
 namespace {
@@ -311,3 +313,5 @@ TEST_CASE("use lite input prompt: in front of the tokens, doubled, without timin
   const auto r = check_gradients(f, {.step = 1e-6, .atol = 1e-7, .rtol = 1e-5}, prompt);
   CHECK_MESSAGE(r.ok, r.report);
 }
+
+}  // namespace test_use_prefix

@@ -7,6 +7,8 @@
 
 #include "deepprompt/io/use_tokenizer.hpp"
 
+namespace test_use_tokenizer {  // this file's names, apart from the other files of a unity batch (tests/CMakeLists.txt)
+
 using namespace deepprompt;
 namespace fs = std::filesystem;
 using doctest::Contains;
@@ -134,3 +136,5 @@ TEST_CASE("use tokenizer: malformed vocabularies") {
   bad("[[\"a\", 0], [\"bbbbb\", 0]]", "entry 1: piece length in bytes 5 exceeds Limits::token_bytes = 4");
   CHECK_THROWS_AS(UseTokenizer::from_file(kData / "no_such_file.json"), IoError);
 }
+
+}  // namespace test_use_tokenizer
