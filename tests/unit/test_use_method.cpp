@@ -162,6 +162,12 @@ TEST_CASE("use lite runner: training changes only the method and the head; the a
     tasks::UseClassificationRunner again(tasks::load_use_adapter(tiny(), dir), tokenizer(),
                                          {{}, toy_data().eval, {"negative", "positive"}}, {.max_length = 6});
     CHECK(parameter_count(again.model, true) == 0);
+    if (method == UseMethod::prefix) {  // saved folded: the prefix rows, not the MLP
+      REQUIRE(again.model.backbone.prompt);
+      CHECK(!again.model.backbone.prompt->projected());
+      CHECK(parameter_count(again.model.backbone) == parameter_count(again.model.backbone.use) + 3 * (16 + 32));
+      CHECK(!SafeTensorsFile::open(dir / "adapter_model.safetensors").contains("prompt.projection.embedding.weight"));
+    }
     CHECK(again.predict(toy_data().eval) == want);
     CHECK(again.evaluate().at("accuracy") == runner.evaluate().at("accuracy"));
     fs::remove_all(out);

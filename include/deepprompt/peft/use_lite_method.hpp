@@ -156,11 +156,14 @@ class UseLiteMethod {
     return use.encode(ids);
   }
 
-  /// What load() needs besides the tensors.
+  /// What load() needs besides the tensors. Prefix Tuning is saved folded (its MLP serves
+  /// training only, as PEFT saves PREFIX_TUNING): "projection" 0, and the width it trained with
+  /// as "trained_projection".
   nlohmann::json config() const {
     nlohmann::json j = {{"method", use_method_name(method_)}};
     if (prompt) j["tokens"] = prompt->tokens();
-    if (prompt && prompt->projected()) j["projection"] = prompt->projection->first.out_features();
+    if (method_ == UseMethod::prefix) j["projection"] = 0;
+    if (prompt && prompt->projected()) j["trained_projection"] = prompt->projection->first.out_features();
     if (hidden_prompt) j["tokens"] = hidden_prompt->tokens();
     if (input_prompt) j["tokens"] = input_prompt->tokens();
     if (ptuning) j["tokens"] = ptuning->tokens();
@@ -173,12 +176,19 @@ class UseLiteMethod {
     return j;
   }
 
-  /// The trainable parameters as safetensors entries, `prefix` in front of their names.
+  /// The trainable parameters as safetensors entries, `prefix` in front of their names; a
+  /// projected prefix as its folded rows ("prompt.layer.<l>", UseLitePrefix::folded_rows()).
   std::vector<TensorEntry> trainable_entries(const std::string& prefix = "") {
     std::vector<TensorEntry> out;
+    const bool fold = prompt && prompt->projected();
     for_each_parameter(*this, [&](const std::string& n, auto& p) {
+      if (fold && n.rfind("prompt.projection.", 0) == 0) return;
       if (p.trainable()) out.push_back(entry(prefix + n, p.value()));
     });
+    if (fold) {
+      const auto rows = prompt->folded_rows();
+      for (std::size_t l = 0; l < rows.size(); ++l) out.push_back(entry(prefix + "prompt.layer." + std::to_string(l), rows[l]));
+    }
     return out;
   }
 

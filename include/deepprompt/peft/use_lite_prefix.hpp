@@ -120,25 +120,39 @@ class UseLitePrefix {
     return out;
   }
 
-  /// Prefix Tuning: evaluates the projection once (no tape) into plain per-layer rows, which
-  /// keep its trainable flag, and drops it. The prefixes stay the same. No-op when not projected.
-  void fold() {
-    if (!projection) return;
-    const bool trainable = projection->embedding.trainable();
+  /// The plain per-layer rows (P, 2 * W_l) this prompt gives now: the projection evaluated once
+  /// (no tape), or copies of the rows.
+  std::vector<Tensor<T, 2>> folded_rows() const {
+    std::vector<Tensor<T, 2>> out;
+    if (!projection) {
+      for (const auto& r : rows) out.push_back(r.value().clone());
+      return out;
+    }
     Tensor<T, 2> all;
     {
       NoGradGuard no_grad;
       all = projection->forward().value().clone();
     }
     index_t col = 0;
-    rows.clear();
     for (index_t w : widths) {
       Tensor<T, 2> t({all.extent(0), w});
       for (index_t i = 0; i < all.extent(0); ++i)
         for (index_t j = 0; j < w; ++j) t(i, j) = all(i, col + j);
-      rows.emplace_back("prefix", std::move(t), trainable);
+      out.push_back(std::move(t));
       col += w;
     }
+    return out;
+  }
+
+  /// Prefix Tuning: evaluates the projection once into plain per-layer rows (folded_rows()),
+  /// which keep its trainable flag, and drops it. The prefixes stay the same. No-op when not
+  /// projected.
+  void fold() {
+    if (!projection) return;
+    const bool trainable = projection->embedding.trainable();
+    auto folded = folded_rows();
+    rows.clear();
+    for (auto& t : folded) rows.emplace_back("prefix", std::move(t), trainable);
     projection.reset();
   }
 
