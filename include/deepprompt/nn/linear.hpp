@@ -8,6 +8,7 @@
 // present and not merged, forward adds scale * dropout(x) A^T B^T, and visit() names its two
 // parameters lora_A.weight (r, In) and lora_B.weight (Out, r) after weight and bias. Absent, it
 // costs one branch and is invisible in the state dict.
+#include <cmath>
 #include <optional>
 
 #include "../autodiff/parameter.hpp"
@@ -83,5 +84,17 @@ struct Linear {
     }
   }
 };
+
+/// Linear(out, in) with a bias, both initialised as torch.nn.Linear's default:
+/// uniform(-1/sqrt(in), 1/sqrt(in)), the weight drawn from `gen` first, then the bias.
+/// requires: in > 0.
+template <class T>
+Linear<T> torch_default_linear(index_t out, index_t in, Generator& gen) {
+  Linear<T> lin(out, in, true, gen, 0.0);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  init::uniform(lin.weight.value(), -bound, bound, gen);
+  init::uniform(lin.bias->value(), -bound, bound, gen);
+  return lin;
+}
 
 }  // namespace deepprompt

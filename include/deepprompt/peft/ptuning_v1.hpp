@@ -169,13 +169,7 @@ class PTuningV1 {
     Generator gen(o.seed);
     embedding = Parameter<T, 2>("embedding.weight", Tensor<T, 2>({s.tokens, C}));
     init::normal(embedding.value(), 0.0, opt_.init_std, gen);
-    auto linear_layer = [&](index_t out, index_t in) {  // torch.nn.Linear's default initialisation
-      Linear<T> lin(out, in, true, gen, 0.0);
-      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-      init::uniform(lin.weight.value(), -bound, bound, gen);
-      init::uniform(lin.bias->value(), -bound, bound, gen);
-      return lin;
-    };
+    auto linear_layer = [&](index_t out, index_t in) { return torch_default_linear<T>(out, in, gen); };
     if (opt_.encoder == PromptEncoderType::lstm) {
       lstm_head.emplace(C, h, opt_.encoder_layers, opt_.encoder_dropout, gen);
       mlp_head.push_back(linear_layer(2 * h, 2 * h));

@@ -83,13 +83,7 @@ class UseLitePrefix {
       }
       return;
     }
-    auto linear_layer = [&](index_t out, index_t in) {  // torch.nn.Linear's default initialisation
-      Linear<T> lin(out, in, true, gen, 0.0);
-      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-      init::uniform(lin.weight.value(), -bound, bound, gen);
-      init::uniform(lin.bias->value(), -bound, bound, gen);
-      return lin;
-    };
+    auto linear_layer = [&](index_t out, index_t in) { return torch_default_linear<T>(out, in, gen); };
     const index_t C = model.config.hidden;
     PrefixProjection<T> p;
     Tensor<T, 2> e({o.tokens, C});
