@@ -71,6 +71,7 @@
 #include "../nn/module.hpp"
 #include "../nn/norm.hpp"
 #include "../ops/concat.hpp"
+#include "../ops/packing.hpp"
 #include "../ops/shape.hpp"
 #include "bert_config.hpp"
 
@@ -139,11 +140,13 @@ struct BertSelfAttention {
         dropout(c.attention_probs_dropout_prob) {}
 
   /// x: (B, T, C) -> the attention context (B, T, C), before the output projection.
-  /// mask: additive (B, T) or (B, P + T), or empty.
+  /// mask: additive (B, T) or (B, P + T), or empty. offsets: empty, or x is (1, N, C) holding
+  /// packed sequences (AttentionCall::offsets; then no mask).
   Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
-                    bool training) const {
+                    bool training, std::span<const index_t> offsets = {}) const {
     AttentionCall<T> call;
     call.mask = mask;
+    call.offsets = offsets;
     call.prefix = prefix;
     call.dropout = dropout.p;
     call.generator = gen;
@@ -241,10 +244,11 @@ struct BertLayer {
   BertLayer(const Cfg& c, Generator& gen) : attention(c, gen), intermediate(c, gen), output(c, c.intermediate, gen) {}
 
   /// x, y: (B, T, C).
+  /// x: (B, T, C), or (1, N, C) packed sequences with their offsets (BertSelfAttention::forward).
   Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
-                    bool training) const {
-    Var<T, 3> h =
-        attention.output.forward(attention.self_attention.forward(x, mask, prefix, gen, training), x, gen, training);
+                    bool training, std::span<const index_t> offsets = {}) const {
+    Var<T, 3> h = attention.output.forward(attention.self_attention.forward(x, mask, prefix, gen, training, offsets),
+                                           x, gen, training);
     return output.forward(intermediate.forward(h), h, gen, training);
   }
 
@@ -348,6 +352,13 @@ struct BertRun {
   /// Empty, or one value per row: row b's tokens are numbered from position_offsets[b] (replaces
   /// the start above; for batches whose rows carry prompts of different lengths).
   std::span<const index_t> position_offsets{};
+  /// Skip the padding: when the attention mask's rows are ones followed by zeros (and any prefix
+  /// columns of a (B, P + T) mask are all ones), the layers run on the real tokens only, packed
+  /// (ops/packing.hpp, packed_attention). The real positions' outputs are what the padded run
+  /// gives (up to rounding: other summation orders); last_hidden_state is 0 at padded
+  /// positions (the padded run gives vectors there that nothing should read), and dropout draws
+  /// other words. Other masks take the padded path.
+  bool unpadded = false;
 };
 
 /// No key/value prefix (the default of Bert::forward).
@@ -772,14 +783,37 @@ class Bert {
       }
       x = embeddings.combine(words(), types, positions, gen, run.training);
     }
-    for (index_t l = 0; l < cfg.layers; ++l) {
-      const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
-      x = layer.forward(x, mask, l == 0 ? first : prefix_at(prefix, l), gen, run.training);
+    std::optional<std::vector<index_t>> lengths;  // the real rows' lengths when the layers run packed
+    if (run.unpadded && !attention_mask.empty()) lengths = packable_lengths(attention_mask, attention_mask.extent(1) - L);
+    if (lengths) {
+      const std::vector<index_t> offsets = sequence_offsets(*lengths);
+      x = pack_sequences(x, *lengths);  // (1, N, C)
+      for (index_t l = 0; l < cfg.layers; ++l) {
+        const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
+        x = layer.forward(x, {}, l == 0 ? first : prefix_at(prefix, l), gen, run.training, offsets);
+      }
+      x = unpack_sequences(x, *lengths, L);  // (B, T, C), zeros at padding
+    } else {
+      for (index_t l = 0; l < cfg.layers; ++l) {
+        const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
+        x = layer.forward(x, mask, l == 0 ? first : prefix_at(prefix, l), gen, run.training);
+      }
     }
     BertOutput<T> out;
     out.last_hidden_state = x;
     if (pooler) out.pooler_output = pooler->forward(x);
     return out;
+  }
+
+  /// The real lengths of a (B, P + T) 0/1 mask whose P prefix columns are all ones and whose
+  /// rows are then right-padded, none empty; std::nullopt otherwise (the padded path handles it).
+  static std::optional<std::vector<index_t>> packable_lengths(const Tensor<std::int64_t, 2>& mask, index_t P) {
+    for (index_t b = 0; b < mask.extent(0); ++b)
+      for (index_t j = 0; j < P; ++j)
+        if (mask(b, j) != 1) return std::nullopt;
+    auto lengths = right_padded_lengths(mask, P);
+    if (lengths && std::ranges::find(*lengths, index_t(0)) != lengths->end()) return std::nullopt;  // an empty row
+    return lengths;
   }
 
   /// True for the tensors of adapters attached to Linear modules (LoRA's lora_A / lora_B).

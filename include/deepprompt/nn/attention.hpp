@@ -16,6 +16,7 @@
 // prefix positions are always attended (no mask entry needed, none causal-masked). A
 // per-example prefix can also carry a decoder's cached keys and values.
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "../ops/attention.hpp"
@@ -57,6 +58,10 @@ struct AttentionCall {
   Generator* generator = nullptr;
   bool training = false;
   KVPrefix<T> prefix{};
+  /// Packed variable-length sequences (ops/attention.hpp, packed_attention): q, k, v are
+  /// (1, N, H*D), sequence b being tokens [offsets[b], offsets[b + 1]); empty: the padded
+  /// (B, T, H*D) layout. No mask, bias or causal masking with it.
+  std::span<const index_t> offsets{};
 };
 
 /// (B, T, H*D) -> (B, H, T, D).
@@ -94,6 +99,13 @@ Var<T, 3> multi_head_attention(const Var<T, 3>& q, const Var<T, 3>& k, const Var
   o.prefix_v = call.prefix.v;
   o.prefix_k_batch = call.prefix.k_batch;
   o.prefix_v_batch = call.prefix.v_batch;
+  if (!call.offsets.empty()) {
+    if (q.extent(0) != 1)
+      throw ShapeError(detail::cat("multi_head_attention: packed sequences come as (1, N, H*D), got ", shape_str(q.shape())));
+    auto flat = [](const Var<T, 3>& x) { return reshape<2>(x, Shape<2>{x.extent(1), x.extent(2)}); };
+    const Var<T, 2> y = packed_attention(flat(q), flat(k), flat(v), heads, call.offsets, o);  // (N, H*D)
+    return reshape<3>(y, Shape<3>{1, y.extent(0), y.extent(1)});
+  }
   return merge_heads(
       scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), o));
 }

@@ -9,11 +9,15 @@
 //
 // The kernels are in backend/cpu/attention_kernels.hpp (semantics of causal, masks, dropout
 // and memory are documented there).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include "../autodiff/var.hpp"
 #include "../backend/cpu/attention_kernels.hpp"
@@ -73,21 +77,12 @@ struct AttentionOptions {
   Var<T, 4> prefix_k_batch{}, prefix_v_batch{};
 };
 
-/// softmax(scale * q [pk; k]^T + mask + bias, causal) with dropout, times [pv; v].
-/// q: (B, H, Tq, D); k, v: (B, H, Tk, D); returns (B, H, Tq, D). Gradients reach q, k, v, the
-/// prefix (summed over the batch in the shared form) and the bias, each only if it needs one.
-template <class T>
-Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, const Var<T, 4>& v,
-                                       const AttentionOptions<T>& opt = {}) {
-  static_assert(std::is_floating_point_v<T>, "scaled_dot_product_attention: T must be float or double");
-  constexpr std::string_view op = "scaled_dot_product_attention";
-  const auto& qs = q.shape();
-  const auto& ks = k.shape();
-  check_shapes(ks == v.shape(), op, "keys and values differ in shape", ks, v.shape());
-  check_shapes(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op,
-               "queries (B, H, Tq, D) and keys (B, H, Tk, D) differ in B, H or D", qs, ks);
-  const index_t B = qs[0], H = qs[1], Tq = qs[2], D = qs[3], Tk = ks[2];
+namespace detail {
 
+/// Checks opt's key/value prefix against B, H, D and puts it into `a`; returns P (0: none).
+template <class T>
+index_t attention_prefix(const AttentionOptions<T>& opt, index_t B, index_t H, index_t D, std::string_view op,
+                         std::string_view queries, const auto& qs, cpu::AttentionArgs<T>& a) {
   const bool shared = !opt.prefix_k.value().empty() || !opt.prefix_v.value().empty();
   const bool batched = !opt.prefix_k_batch.value().empty() || !opt.prefix_v_batch.value().empty();
   if (shared && batched)
@@ -97,66 +92,52 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
   if (shared) {
     const auto& pk = opt.prefix_k.shape();
     check_shapes(pk == opt.prefix_v.shape(), op, "prefix keys and prefix values differ in shape", pk, opt.prefix_v.shape());
-    check_shapes(pk[0] == H && pk[2] == D, op, "the shared prefix (H, P, D) does not fit the queries (B, H, Tq, D)", pk, qs);
+    check_shapes(pk[0] == H && pk[2] == D, op, detail::cat("the shared prefix (H, P, D) does not fit the queries ", queries),
+                 pk, qs);
     P = pk[1];
   } else if (batched) {
     const auto& pk = opt.prefix_k_batch.shape();
     check_shapes(pk == opt.prefix_v_batch.shape(), op, "prefix keys and prefix values differ in shape", pk,
                  opt.prefix_v_batch.shape());
     check_shapes(pk[0] == B && pk[1] == H && pk[3] == D, op,
-                 "the per-example prefix (B, H, P, D) does not fit the queries (B, H, Tq, D)", pk, qs);
+                 detail::cat("the per-example prefix (B, H, P, D) does not fit the queries ", queries), pk, qs);
     P = pk[2];
   }
-  const index_t W = P + Tk;
-  const bool has_mask = !opt.mask.empty();
-  if (has_mask) {
-    const auto& ms = opt.mask.shape();
-    check_shapes(ms[0] == B && (ms[1] == Tk || ms[1] == W), op,
-                 "the mask must be (B, Tk) or (B, P + Tk) for keys (B, H, Tk, D) and P prefix tokens", ms,
-                 Shape<3>{B, Tk, P});
+  a.prefix_len = P;
+  if (P > 0) {
+    a.prefix_k = shared ? opt.prefix_k.value().data() : opt.prefix_k_batch.value().data();
+    a.prefix_v = shared ? opt.prefix_v.value().data() : opt.prefix_v_batch.value().data();
+    a.prefix_per_example = !shared;
   }
-  const bool has_bias = !opt.bias.value().empty();
-  if (has_bias) {
-    const auto& bs = opt.bias.shape();
-    check_shapes((bs[0] == 1 || bs[0] == B) && bs[1] == H && bs[2] == Tq && (bs[3] == Tk || bs[3] == W), op,
-                 "the bias must be (1 or B, H, Tq, Tk or P + Tk) for queries (B, H, Tq, D), keys (B, H, Tk, D) "
-                 "and P prefix tokens; got bias and (B, H, Tq, Tk, P)",
-                 bs, Shape<5>{B, H, Tq, Tk, P});
-  }
+  return P;
+}
+
+/// The shared part of both attention ops, once `a` holds the sizes, layout, prefix, mask and
+/// bias: scale, dropout, the forward kernel and the backward closure. y has q's shape.
+template <class T, std::size_t R>
+Var<T, R> run_attention(cpu::AttentionArgs<T> a, const Var<T, R>& q, const Var<T, R>& k, const Var<T, R>& v,
+                        const AttentionOptions<T>& opt, std::shared_ptr<const std::vector<index_t>> offsets,
+                        std::string_view op) {
+  const index_t D = a.head_dim;
   if (!(opt.dropout >= T(0) && opt.dropout <= T(1)))
     throw Error(detail::cat(op, ": dropout probability ", opt.dropout, " is not in [0, 1]"));
   if (opt.dropout > T(0) && opt.generator == nullptr)
     throw Error(detail::cat(op, ": dropout ", opt.dropout, " needs a Generator (options.generator)"));
-
-  const Tensor<T, 4>* pk4 = shared ? nullptr : &opt.prefix_k_batch.value();
-  const Tensor<T, 4>* pv4 = shared ? nullptr : &opt.prefix_v_batch.value();
-  cpu::AttentionArgs<T> a;
-  a.batch = B, a.heads = H, a.q_len = Tq, a.kv_len = Tk, a.prefix_len = P, a.head_dim = D;
   a.q = q.value().data(), a.k = k.value().data(), a.v = v.value().data();
-  if (P > 0) {
-    a.prefix_k = shared ? opt.prefix_k.value().data() : pk4->data();
-    a.prefix_v = shared ? opt.prefix_v.value().data() : pv4->data();
-    a.prefix_per_example = !shared;
-  }
-  if (has_mask) a.mask = opt.mask.data(), a.mask_cols = opt.mask.extent(1);
-  if (has_bias) {
-    a.bias = opt.bias.value().data();
-    a.bias_per_example = opt.bias.extent(0) == B && B != 1;
-    a.bias_cols = opt.bias.extent(3);
-  }
-  a.causal = opt.causal;
+  a.offsets = offsets ? offsets->data() : nullptr;
   a.scale = opt.scale ? *opt.scale : (D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1));
   a.dropout = opt.dropout;
   if (opt.dropout > T(0) && opt.dropout < T(1)) {
     a.seed = opt.generator->seed();
-    a.first_word = opt.generator->advance(static_cast<std::uint64_t>(B * H * Tq * W));
+    a.first_word = opt.generator->advance(static_cast<std::uint64_t>(a.query_rows() * a.heads * a.keys()));
   }
 
   // nodes of the inputs that need a gradient (nullptr: none)
+  const bool shared = a.prefix_len > 0 && !a.prefix_per_example, batched = a.prefix_len > 0 && a.prefix_per_example;
   auto* qn = q.node();
   auto* kn = k.node();
   auto* vn = v.node();
-  auto* bn = has_bias ? opt.bias.node() : nullptr;
+  auto* bn = a.bias ? opt.bias.node() : nullptr;
   auto* pk3n = shared ? opt.prefix_k.node() : nullptr;
   auto* pv3n = shared ? opt.prefix_v.node() : nullptr;
   auto* pk4n = batched ? opt.prefix_k_batch.node() : nullptr;
@@ -164,10 +145,10 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
   const bool needs = qn || kn || vn || bn || pk3n || pv3n || pk4n || pv4n;
   const bool recording = needs && tape().grad_enabled();
 
-  Tensor<T, 4> y({B, H, Tq, D});                       // y: (B, H, Tq, D)
+  Tensor<T, R> y(q.shape());  // as q
   // per query row: the max of its scores and 1 / sum(exp(s - max)), for the backward pass
-  Tensor<T, 4> stats = recording ? Tensor<T, 4>({B, H, Tq, 2}) : Tensor<T, 4>();  // (B, H, Tq, 2)
-  // the attention-dropout bits, so that the backward pass does not redraw them: (B, H, Tq, ceil(Tk' / 64))
+  Tensor<T, 1> stats = recording ? Tensor<T, 1>({a.query_rows() * a.heads * 2}) : Tensor<T, 1>();
+  // the attention-dropout bits, so that the backward pass does not redraw them
   Tensor<std::uint64_t, 1> keep = recording && a.keep_words() > 0 ? Tensor<std::uint64_t, 1>({a.keep_words()})
                                                                   : Tensor<std::uint64_t, 1>();
   a.keep_bits = keep.empty() ? nullptr : keep.data();
@@ -175,14 +156,13 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
     Tensor<T, 1> ws({cpu::attention_workspace_size(a, false)});
     cpu::attention_forward(a, y.data(), recording ? stats.data() : nullptr, ws.data());
   }
-  auto out = Var<T, 4>::result(y, needs);
+  auto out = Var<T, R>::result(y, needs);
   if (out.requires_grad()) {
     // Everything the recomputation reads stays alive with the step; `a` points into it.
-    Tensor<T, 3> pk3 = shared ? opt.prefix_k.value() : Tensor<T, 3>(), pv3 = shared ? opt.prefix_v.value() : Tensor<T, 3>();
-    Tensor<T, 4> pkb = pk4 ? *pk4 : Tensor<T, 4>(), pvb = pv4 ? *pv4 : Tensor<T, 4>();
-    tape().record(out.node(), [a, stats, keep, qv = q.value(), kv = k.value(), vv = v.value(), pk3, pv3, pkb, pvb,
-                               mask = opt.mask, bias = opt.bias.value(), qn, kn, vn, bn, pk3n, pv3n, pk4n,
-                               pv4n](const Tensor<T, 4>& dy) {
+    tape().record(out.node(), [a, stats, keep, offsets, qv = q.value(), kv = k.value(), vv = v.value(),
+                               pk3 = opt.prefix_k.value(), pv3 = opt.prefix_v.value(), pkb = opt.prefix_k_batch.value(),
+                               pvb = opt.prefix_v_batch.value(), mask = opt.mask, bias = opt.bias.value(), qn, kn, vn,
+                               bn, pk3n, pv3n, pk4n, pv4n](const Tensor<T, R>& dy) {
       cpu::AttentionGrads<T> g;
       if (qn) g.q = qn->accumulator().data();
       if (kn) g.k = kn->accumulator().data();
@@ -198,6 +178,85 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
     });
   }
   return out;
+}
+
+}  // namespace detail
+
+/// softmax(scale * q [pk; k]^T + mask + bias, causal) with dropout, times [pv; v].
+/// q: (B, H, Tq, D); k, v: (B, H, Tk, D); returns (B, H, Tq, D). Gradients reach q, k, v, the
+/// prefix (summed over the batch in the shared form) and the bias, each only if it needs one.
+template <class T>
+Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, const Var<T, 4>& v,
+                                       const AttentionOptions<T>& opt = {}) {
+  static_assert(std::is_floating_point_v<T>, "scaled_dot_product_attention: T must be float or double");
+  constexpr std::string_view op = "scaled_dot_product_attention";
+  const auto& qs = q.shape();
+  const auto& ks = k.shape();
+  check_shapes(ks == v.shape(), op, "keys and values differ in shape", ks, v.shape());
+  check_shapes(qs[0] == ks[0] && qs[1] == ks[1] && qs[3] == ks[3], op,
+               "queries (B, H, Tq, D) and keys (B, H, Tk, D) differ in B, H or D", qs, ks);
+  const index_t B = qs[0], H = qs[1], Tq = qs[2], D = qs[3], Tk = ks[2];
+  cpu::AttentionArgs<T> a;
+  a.batch = B, a.heads = H, a.q_len = Tq, a.kv_len = Tk, a.head_dim = D;
+  const index_t P = detail::attention_prefix(opt, B, H, D, op, "(B, H, Tq, D)", qs, a);
+  const index_t W = P + Tk;
+  if (!opt.mask.empty()) {
+    const auto& ms = opt.mask.shape();
+    check_shapes(ms[0] == B && (ms[1] == Tk || ms[1] == W), op,
+                 "the mask must be (B, Tk) or (B, P + Tk) for keys (B, H, Tk, D) and P prefix tokens", ms,
+                 Shape<3>{B, Tk, P});
+    a.mask = opt.mask.data(), a.mask_cols = ms[1];
+  }
+  if (!opt.bias.value().empty()) {
+    const auto& bs = opt.bias.shape();
+    check_shapes((bs[0] == 1 || bs[0] == B) && bs[1] == H && bs[2] == Tq && (bs[3] == Tk || bs[3] == W), op,
+                 "the bias must be (1 or B, H, Tq, Tk or P + Tk) for queries (B, H, Tq, D), keys (B, H, Tk, D) "
+                 "and P prefix tokens; got bias and (B, H, Tq, Tk, P)",
+                 bs, Shape<5>{B, H, Tq, Tk, P});
+    a.bias = opt.bias.value().data();
+    a.bias_per_example = bs[0] == B && B != 1;
+    a.bias_cols = bs[3];
+  }
+  a.causal = opt.causal;
+  return detail::run_attention(a, q, k, v, opt, nullptr, op);
+}
+
+/// Attention over packed variable-length sequences, without padding: q, k, v (N, H * D) hold
+/// the N tokens of B sequences one after another, heads side by side (as a Linear writes
+/// them), sequence b being rows [offsets[b], offsets[b + 1]); each sequence attends to its own
+/// tokens and to the prefix. Returns (N, H * D). Gives, on the real rows, what
+/// scaled_dot_product_attention gives for the padded batch with its padding mask (checked by
+/// the tests), and skips the padded rows' and keys' work. Options: the prefix (shared
+/// (H, P, D) or per example (B, H, P, D)), scale and dropout (other words than the padded form
+/// draws); mask, bias and causal are not supported here (ShapeError / Error).
+/// requires: offsets = {0, ..., N}, non-decreasing, B + 1 >= 2 values; heads divides q's width.
+template <class T>
+Var<T, 2> packed_attention(const Var<T, 2>& q, const Var<T, 2>& k, const Var<T, 2>& v, index_t heads,
+                           std::span<const index_t> offsets, const AttentionOptions<T>& opt = {}) {
+  static_assert(std::is_floating_point_v<T>, "packed_attention: T must be float or double");
+  constexpr std::string_view op = "packed_attention";
+  const auto& qs = q.shape();
+  check_shapes(k.shape() == qs && v.shape() == qs, op, "queries, keys and values must have one shape (N, H * D)", qs,
+               Shape<4>{k.extent(0), k.extent(1), v.extent(0), v.extent(1)});
+  if (heads <= 0 || qs[1] % heads != 0)
+    throw ShapeError(detail::cat(op, ": ", heads, " heads do not divide the width of ", shape_str(qs)));
+  if (offsets.size() < 2 || offsets.front() != 0 || offsets.back() != qs[0])
+    throw ShapeError(detail::cat(op, ": the offsets must run from 0 to the ", qs[0], " rows of ", shape_str(qs),
+                                 " (", offsets.size(), " offsets given)"));
+  if (!opt.mask.empty() || !opt.bias.value().empty() || opt.causal)
+    throw Error(detail::cat(op, ": masks, biases and causal masking are not supported on packed sequences"));
+  auto offs = std::make_shared<const std::vector<index_t>>(offsets.begin(), offsets.end());
+  const index_t B = static_cast<index_t>(offsets.size()) - 1, D = qs[1] / heads;
+  index_t longest = 0;
+  for (index_t b = 0; b < B; ++b) {
+    const index_t n = (*offs)[b + 1] - (*offs)[b];
+    if (n < 0) throw ShapeError(detail::cat(op, ": offsets decrease at sequence ", b, " (", (*offs)[b], " to ", (*offs)[b + 1], ")"));
+    longest = std::max(longest, n);
+  }
+  cpu::AttentionArgs<T> a;
+  a.batch = B, a.heads = heads, a.q_len = longest, a.kv_len = longest, a.head_dim = D;
+  detail::attention_prefix(opt, B, heads, D, op, detail::cat("(N, H * D) of ", heads, " heads"), qs, a);
+  return detail::run_attention(a, q, k, v, opt, std::move(offs), op);
 }
 
 }  // namespace deepprompt

@@ -3,8 +3,13 @@
 // autodiff), with an optional key/value prefix (P-Tuning v2), additive mask, additive bias
 // (T5's relative positions), causal masking and attention dropout.
 //
-// Layout (row-major, contiguous):
+// Layout (row-major, contiguous), padded:
 //   q: (B, H, Tq, D)   k, v: (B, H, Tk, D)   out: (B, H, Tq, D)   stats: (B, H, Tq, 2)
+// or packed (variable-length sequences, no padding; `offsets` set): the N = offsets[B] tokens of
+// the batch one after the other, sequence b being rows [offsets[b], offsets[b + 1]), heads side
+// by side in a row, as a Linear writes them (no head split or merge needed):
+//   q, k, v, out: (N, H, D)   stats: (N, H, 2); sequence b attends to its own tokens only,
+//   Tq = Tk = its length (no mask, bias or causal masking; q_len and kv_len are the longest).
 //   prefix_k, prefix_v: (H, P, D) shared by the batch, or (B, H, P, D) per example
 //   mask: additive (B, Tk) or (B, P + Tk)    bias: additive (1 or B, H, Tq, Tk or P + Tk)
 // The keys seen by a query are the P prefix keys followed by the Tk real keys (Tk' = P + Tk).
@@ -70,6 +75,7 @@ struct AttentionArgs {
   bool bias_per_example = false;    // batch extent B rather than 1
   index_t bias_cols = 0;            // Tk or P + Tk
   bool causal = false;
+  const index_t* offsets = nullptr;  // packed layout: B + 1 row offsets, offsets[0] == 0
   T scale = T(1);
   T dropout = T(0);  // probability of dropping; 0: none. requires: 0 <= dropout <= 1
   std::uint64_t seed = 0, first_word = 0;  // of the dropout words (unused when dropout is 0 or 1)
@@ -79,17 +85,19 @@ struct AttentionArgs {
   index_t keys() const { return prefix_len + kv_len; }
   index_t keep_words_per_row() const { return (keys() + 63) / 64; }
   // The words of keep_bits; 0 when dropout draws nothing (0 or 1).
+  // Query rows: B * Tq padded, N packed.
+  index_t query_rows() const { return offsets ? offsets[batch] : batch * q_len; }
   index_t keep_words() const {
-    return dropout > T(0) && dropout < T(1) ? batch * heads * q_len * keep_words_per_row() : 0;
+    return dropout > T(0) && dropout < T(1) ? query_rows() * heads * keep_words_per_row() : 0;
   }
 };
 
 // Gradient outputs of attention_backward; each ACCUMULATES (+=) and nullptr skips it.
 template <class T>
 struct AttentionGrads {
-  T* q = nullptr;         // (B, H, Tq, D)
-  T* k = nullptr;         // (B, H, Tk, D)
-  T* v = nullptr;         // (B, H, Tk, D)
+  T* q = nullptr;         // (B, H, Tq, D), or (N, H, D) packed
+  T* k = nullptr;         // (B, H, Tk, D), or (N, H, D) packed
+  T* v = nullptr;         // as k
   T* prefix_k = nullptr;  // as args.prefix_k (summed over the batch in the shared form)
   T* prefix_v = nullptr;
   T* bias = nullptr;      // as args.bias (summed over the batch when its batch extent is 1)
@@ -190,52 +198,67 @@ struct Dropout {
   }
 };
 
-// The number of real keys query i sees.
-template <class T>
-index_t visible_keys(const AttentionArgs<T>& a, index_t i) {
-  if (!a.causal) return a.kv_len;
-  return std::clamp<index_t>(i + a.kv_len - a.q_len + 1, 0, a.kv_len);
-}
-
-// Pointers of one (b, h) pair.
+// One (b, h) pair: its lengths, where its rows are, and its pointers.
 template <class T>
 struct Pair {
   index_t b, h, bh;
+  index_t tq, tk, w;         // queries, real keys, P + tk
+  index_t ld;                // row stride of q, k, v, out and their gradients: D padded, H * D packed
+  index_t q0, k0;            // element offset of its first query / key row in q, out / k, v
+  index_t row0, row_step;    // query i's row in stats, keep bits and dropout words: row0 + i * row_step
   const T *q, *k, *v, *pk, *pv, *mask, *bias;
+  index_t row(index_t i) const { return row0 + i * row_step; }
 };
+
+// The number of real keys query i of pair p sees.
+template <class T>
+index_t visible_keys(const AttentionArgs<T>& a, const Pair<T>& p, index_t i) {
+  if (!a.causal) return p.tk;
+  return std::clamp<index_t>(i + p.tk - p.tq + 1, 0, p.tk);
+}
 
 template <class T>
 Pair<T> pair_of(const AttentionArgs<T>& a, index_t b, index_t h) {
   const index_t bh = b * a.heads + h, P = a.prefix_len, D = a.head_dim;
   const index_t pre = ((a.prefix_per_example ? b * a.heads : 0) + h) * P * D;
-  return {b,
-          h,
-          bh,
-          a.q + bh * a.q_len * D,
-          a.k + bh * a.kv_len * D,
-          a.v + bh * a.kv_len * D,
-          a.prefix_k ? a.prefix_k + pre : nullptr,
-          a.prefix_v ? a.prefix_v + pre : nullptr,
-          a.mask ? a.mask + b * a.mask_cols : nullptr,
-          a.bias ? a.bias + ((a.bias_per_example ? b * a.heads : 0) + h) * a.q_len * a.bias_cols : nullptr};
+  Pair<T> p{};
+  p.b = b, p.h = h, p.bh = bh;
+  if (a.offsets) {
+    const index_t n0 = a.offsets[b];
+    p.tq = p.tk = a.offsets[b + 1] - n0;
+    p.ld = a.heads * D;
+    p.q0 = p.k0 = n0 * p.ld + h * D;
+    p.row0 = n0 * a.heads + h, p.row_step = a.heads;
+  } else {
+    p.tq = a.q_len, p.tk = a.kv_len, p.ld = D;
+    p.q0 = bh * a.q_len * D, p.k0 = bh * a.kv_len * D;
+    p.row0 = bh * a.q_len, p.row_step = 1;
+  }
+  p.w = P + p.tk;
+  p.q = a.q + p.q0, p.k = a.k + p.k0, p.v = a.v + p.k0;
+  p.pk = a.prefix_k ? a.prefix_k + pre : nullptr;
+  p.pv = a.prefix_v ? a.prefix_v + pre : nullptr;
+  p.mask = a.mask ? a.mask + b * a.mask_cols : nullptr;
+  p.bias = a.bias ? a.bias + ((a.bias_per_example ? b * a.heads : 0) + h) * a.q_len * a.bias_cols : nullptr;
+  return p;
 }
 
-// Rows [i0, i0 + rows) of this pair's scaled scores q K'^T into S (ld Tk'), columns
+// Rows [i0, i0 + rows) of this pair's scaled scores q K'^T into S (ld p.w), columns
 // [0, P + kv) where kv is the number of real keys the block's last query sees.
 template <class T>
 index_t block_scores(const AttentionArgs<T>& a, const Pair<T>& p, index_t i0, index_t rows, T* S) {
-  const index_t P = a.prefix_len, D = a.head_dim, W = a.keys();
-  const index_t kv = visible_keys(a, i0 + rows - 1);
-  const T* qb = p.q + i0 * D;
-  if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, a.scale, qb, D, p.pk, D, T(0), S, W);
-  if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, a.scale, qb, D, p.k, D, T(0), S + P, W);
+  const index_t P = a.prefix_len, D = a.head_dim, W = p.w;
+  const index_t kv = visible_keys(a, p, i0 + rows - 1);
+  const T* qb = p.q + i0 * p.ld;
+  if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, a.scale, qb, p.ld, p.pk, D, T(0), S, W);
+  if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, a.scale, qb, p.ld, p.k, p.ld, T(0), S + P, W);
   return kv;
 }
 
 // Adds the bias and mask of query i to its score row s; returns the number of columns it sees.
 template <class T>
 index_t mask_row(const AttentionArgs<T>& a, const Pair<T>& p, index_t i, T* s) {
-  const index_t P = a.prefix_len, kvis = visible_keys(a, i), n = P + kvis;
+  const index_t P = a.prefix_len, kvis = visible_keys(a, p, i), n = P + kvis;
   if (p.bias) {
     const T* br = p.bias + i * a.bias_cols;
     if (a.bias_cols == a.keys()) add_row(s, br, n);
@@ -250,7 +273,7 @@ index_t mask_row(const AttentionArgs<T>& a, const Pair<T>& p, index_t i, T* s) {
 
 template <class T>
 std::uint64_t dropout_word(const AttentionArgs<T>& a, const Pair<T>& p, index_t i) {
-  return a.first_word + static_cast<std::uint64_t>((p.bh * a.q_len + i) * a.keys());
+  return a.first_word + static_cast<std::uint64_t>(p.row(i) * a.keys());
 }
 
 // Per-thread workspace (elements of T): the score slab, and for the backward pass the gradient
@@ -262,24 +285,24 @@ index_t slot_size(index_t W, bool backward) {
 
 template <class T>
 void forward_pair(const AttentionArgs<T>& a, const Pair<T>& p, T* out, T* stats, T* S) {
-  const index_t P = a.prefix_len, D = a.head_dim, W = a.keys();
+  const index_t P = a.prefix_len, D = a.head_dim, W = p.w;
   const Dropout<T> drop(a.dropout);
-  auto* words = reinterpret_cast<std::uint32_t*>(S + kQueryBlock * W);
-  for (index_t i0 = 0; i0 < a.q_len; i0 += kQueryBlock) {
-    const index_t rows = std::min(kQueryBlock, a.q_len - i0);
+  auto* words = reinterpret_cast<std::uint32_t*>(S + kQueryBlock * a.keys());
+  for (index_t i0 = 0; i0 < p.tq; i0 += kQueryBlock) {
+    const index_t rows = std::min(kQueryBlock, p.tq - i0);
     const index_t kv = block_scores(a, p, i0, rows, S);
     for (index_t r = 0; r < rows; ++r) {
       T* s = S + r * W;
       const index_t n = mask_row(a, p, i0 + r, s);
-      softmax_row(s, n, stats ? stats + 2 * (p.bh * a.q_len + i0 + r) : nullptr);
+      softmax_row(s, n, stats ? stats + 2 * p.row(i0 + r) : nullptr);
       std::fill(s + n, s + P + kv, T(0));
       if (drop.on)
         drop.apply(a.seed, dropout_word(a, p, i0 + r), s, n, words,
-                   a.keep_bits ? a.keep_bits + (p.bh * a.q_len + i0 + r) * a.keep_words_per_row() : nullptr);
+                   a.keep_bits ? a.keep_bits + p.row(i0 + r) * a.keep_words_per_row() : nullptr);
     }
-    T* o = out + (p.bh * a.q_len + i0) * D;
-    gemm(Trans::No, Trans::No, rows, D, P, T(1), S, W, p.pv, D, T(0), o, D);  // P == 0: o = 0
-    if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, T(1), S + P, W, p.v, D, T(1), o, D);
+    T* o = out + p.q0 + i0 * p.ld;
+    gemm(Trans::No, Trans::No, rows, D, P, T(1), S, W, p.pv, D, T(0), o, p.ld);  // P == 0: o = 0
+    if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, T(1), S + P, W, p.v, p.ld, T(1), o, p.ld);
   }
 }
 
@@ -287,41 +310,41 @@ void forward_pair(const AttentionArgs<T>& a, const Pair<T>& p, T* out, T* stats,
 template <class T>
 void backward_pair(const AttentionArgs<T>& a, const Pair<T>& p, const T* dout, const T* stats,
                    const AttentionGrads<T>& g, T* ws) {
-  const index_t P = a.prefix_len, D = a.head_dim, W = a.keys();
+  const index_t P = a.prefix_len, D = a.head_dim, W = p.w, Wmax = a.keys(), ld = p.ld;
   const Dropout<T> drop(a.dropout);
   const bool drop_on = drop.on;
   T* S = ws;                             // probabilities, then dropped probabilities
-  T* G = ws + kQueryBlock * W;           // dO V'^T, then dS
-  T* Z = ws + 2 * kQueryBlock * W;       // one row of dropout factors
-  auto* words = reinterpret_cast<std::uint32_t*>(Z + W);
+  T* G = ws + kQueryBlock * Wmax;        // dO V'^T, then dS
+  T* Z = ws + 2 * kQueryBlock * Wmax;    // one row of dropout factors
+  auto* words = reinterpret_cast<std::uint32_t*>(Z + Wmax);
   const index_t pre = ((a.prefix_per_example ? p.b * a.heads : 0) + p.h) * P * D;
   T* dpk = g.prefix_k ? g.prefix_k + pre : nullptr;
   T* dpv = g.prefix_v ? g.prefix_v + pre : nullptr;
-  T* dk = g.k ? g.k + p.bh * a.kv_len * D : nullptr;
-  T* dv = g.v ? g.v + p.bh * a.kv_len * D : nullptr;
+  T* dk = g.k ? g.k + p.k0 : nullptr;
+  T* dv = g.v ? g.v + p.k0 : nullptr;
   T* dbias = g.bias ? g.bias + ((a.bias_per_example ? p.b * a.heads : 0) + p.h) * a.q_len * a.bias_cols : nullptr;
   const bool want_v = dv || dpv;
   const bool want_s = g.q || dk || dpk || dbias;
 
-  for (index_t i0 = 0; i0 < a.q_len; i0 += kQueryBlock) {
-    const index_t rows = std::min(kQueryBlock, a.q_len - i0);
-    const T* dob = dout + (p.bh * a.q_len + i0) * D;
-    const T* qb = p.q + i0 * D;
+  for (index_t i0 = 0; i0 < p.tq; i0 += kQueryBlock) {
+    const index_t rows = std::min(kQueryBlock, p.tq - i0);
+    const T* dob = dout + p.q0 + i0 * ld;
+    const T* qb = p.q + i0 * ld;
     const index_t kv = block_scores(a, p, i0, rows, S);
     if (want_s) {
-      if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, T(1), dob, D, p.pv, D, T(0), G, W);
-      if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, T(1), dob, D, p.v, D, T(0), G + P, W);
+      if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, T(1), dob, ld, p.pv, D, T(0), G, W);
+      if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, T(1), dob, ld, p.v, ld, T(0), G + P, W);
     }
     for (index_t r = 0; r < rows; ++r) {
       const index_t i = i0 + r;
       T* s = S + r * W;
       T* gr = G + r * W;
       const index_t n = mask_row(a, p, i, s);
-      probabilities_row(s, n, stats + 2 * (p.bh * a.q_len + i));
+      probabilities_row(s, n, stats + 2 * p.row(i));
       std::fill(s + n, s + P + kv, T(0));
       if (drop_on) {
         if (a.keep_bits) {
-          drop.factors(a.keep_bits + (p.bh * a.q_len + i) * a.keep_words_per_row(), Z, n);
+          drop.factors(a.keep_bits + p.row(i) * a.keep_words_per_row(), Z, n);
         } else {
           std::fill_n(Z, n, T(1));
           drop.apply(a.seed, dropout_word(a, p, i), Z, n, words);
@@ -341,15 +364,15 @@ void backward_pair(const AttentionArgs<T>& a, const Pair<T>& p, const T* dout, c
       }
       if (want_v && drop_on) simd::apply(n, s, [](simd::batch<T> x, simd::batch<T> z) { return x * z; }, s, Z);
     }
-    if (dpv && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, T(1), S, W, dob, D, T(1), dpv, D);
-    if (dv && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, T(1), S + P, W, dob, D, T(1), dv, D);
+    if (dpv && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, T(1), S, W, dob, ld, T(1), dpv, D);
+    if (dv && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, T(1), S + P, W, dob, ld, T(1), dv, ld);
     if (g.q) {
-      T* dqb = g.q + (p.bh * a.q_len + i0) * D;
-      if (P > 0) gemm(Trans::No, Trans::No, rows, D, P, a.scale, G, W, p.pk, D, T(1), dqb, D);
-      if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, a.scale, G + P, W, p.k, D, T(1), dqb, D);
+      T* dqb = g.q + p.q0 + i0 * ld;
+      if (P > 0) gemm(Trans::No, Trans::No, rows, D, P, a.scale, G, W, p.pk, D, T(1), dqb, ld);
+      if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, a.scale, G + P, W, p.k, ld, T(1), dqb, ld);
     }
-    if (dpk && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, a.scale, G, W, qb, D, T(1), dpk, D);
-    if (dk && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, a.scale, G + P, W, qb, D, T(1), dk, D);
+    if (dpk && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, a.scale, G, W, qb, ld, T(1), dpk, D);
+    if (dk && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, a.scale, G + P, W, qb, ld, T(1), dk, ld);
   }
 }
 
@@ -365,7 +388,7 @@ index_t attention_workspace_size(const AttentionArgs<T>& a, bool backward) {
   return attn_detail::slot_size<T>(a.keys(), backward) * num_threads();
 }
 
-// out: (B, H, Tq, D) is overwritten; stats: (B, H, Tq, 2) or nullptr (the backward pass needs it).
+// out: (B, H, Tq, D) or (N, H, D) packed is overwritten; stats: (B, H, Tq, 2) / (N, H, 2) or nullptr (the backward pass needs it).
 // workspace: attention_workspace_size(a, false) elements.
 // requires: the shapes in `a` are consistent (the op checks them); dropout in [0, 1].
 template <class T>
@@ -373,13 +396,14 @@ void attention_forward(const AttentionArgs<T>& a, T* out, T* stats, T* workspace
   const index_t pairs = a.batch * a.heads;
   if (pairs == 0 || a.q_len == 0 || a.head_dim == 0) return;
   const index_t slot = attn_detail::slot_size<T>(a.keys(), false);
-#pragma omp parallel for schedule(static) num_threads(attn_detail::team_size(pairs))
+  // dynamic: packed sequences differ in length (pairs in batch order: the long ones first, if sorted)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
   for (index_t bh = 0; bh < pairs; ++bh)
     attn_detail::forward_pair(a, attn_detail::pair_of(a, bh / a.heads, bh % a.heads), out, stats,
                               workspace + omp_get_thread_num() * slot);
 }
 
-// dout: (B, H, Tq, D); stats: as saved by attention_forward. Accumulates into the non-null
+// dout: as out; stats: as saved by attention_forward. Accumulates into the non-null
 // outputs of g. workspace: attention_workspace_size(a, true) elements.
 template <class T>
 void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats, const AttentionGrads<T>& g,
@@ -397,7 +421,7 @@ void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats
         attn_detail::backward_pair(a, attn_detail::pair_of(a, b, h), dout, stats, g,
                                    workspace + omp_get_thread_num() * slot);
   } else {
-#pragma omp parallel for schedule(static) num_threads(attn_detail::team_size(pairs))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
     for (index_t bh = 0; bh < pairs; ++bh)
       attn_detail::backward_pair(a, attn_detail::pair_of(a, bh / a.heads, bh % a.heads), dout, stats, g,
                                  workspace + omp_get_thread_num() * slot);

@@ -1,0 +1,214 @@
+// deepprompt-bench: BERT workloads as a user runs them, timed for the side-by-side comparison
+// with PyTorch (bench/reference_pytorch.py runs the same workloads; bench/compare.sh runs both;
+// docs/performance.md, "Against PyTorch").
+//
+//   deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded
+//       [--batch 8] [--seq 128] [--lengths a,b,...] [--layers 12] [--hidden 768] [--heads 12]
+//       [--ffn 3072] [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--threads 2]
+//       [--dtype f32] [--runs 3] [--warmup 1] [--seed 0] [--unpadded 1]
+//   (flags as "--name value" or "--name=value")
+//
+// Workloads (BERT-base shapes by default, random weights with Hugging Face's initialisation):
+//   forward       eval mode, no tape: embeddings, layers, pooler.
+//   infer-folded  as forward, with a trained prompt folded into per-layer key/value constants
+//                 (DeepPrompt::freeze_constants) of --prefix tokens; positions shifted as HF.
+//   ptv2-step     P-Tuning v2 training step: backbone frozen, DeepPrompt of --prefix key/value
+//                 tokens per layer, dropout --dropout, classification head, cross-entropy,
+//                 backward, AdamW (bench/bench_common.hpp, Trainer).
+//   full-step     the same model, no prefix, everything trainable.
+// The batch: row b has seq - b * (seq / batch) real tokens (128, 112, ..., 16 for 8 x 128), or
+// --lengths. --unpadded 1 (default) runs the layers on the real tokens only (BertRun::unpadded);
+// 0 computes the padded positions too, as PyTorch does.
+//
+// One JSON line on stdout: ms_median / ms_min / ms_max of the timed calls after --warmup untimed
+// ones, peak_rss_mib (getrusage), useful_gflop and gflops = useful_gflop / median seconds, where
+// the useful FLOPs count the matmuls on real tokens only (the same formula as
+// reference_pytorch.py; n_b real lengths, P prefix, C hidden, I ffn, L layers):
+//   linear = L * sum_b 2 n_b C (4C + 2I) + 2 B C C (pooler) [+ 2 B C labels (head, steps only)]
+//   attention = L * sum_b 4 n_b (P + n_b) C
+//   forward, infer-folded: linear + attention;  ptv2-step: 2 linear + 3 attention;
+//   full-step: 3 linear + 3 attention (P = 0 for forward and full-step).
+#include <deepprompt/deepprompt.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.hpp"
+
+namespace {
+
+using namespace bench;
+
+struct Options {
+  std::string workload;
+  index_t batch = 8, seq = 128, layers = 12, hidden = 768, heads = 12, ffn = 3072, vocab = 30522, prefix = 100,
+          labels = 2;
+  std::vector<index_t> lengths;
+  double dropout = 0.1;
+  int threads = 2, runs = 3, warmup = 1;
+  std::uint64_t seed = 0;
+  std::string dtype = "f32";
+  bool unpadded = true;
+};
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::fprintf(stderr,
+               "deepprompt-bench: %s\n"
+               "usage: deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded\n"
+               "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
+               "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
+               "         [--dtype f32] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n",
+               msg.c_str());
+  std::exit(2);
+}
+
+long long to_int(const std::string& flag, const std::string& v, long long lo) {
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || x < lo) usage("flag " + flag + ": bad value '" + v + "'");
+  return x;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i], v;
+    if (a.rfind("--", 0) != 0) usage("unexpected argument '" + a + "'");
+    if (const auto eq = a.find('='); eq != std::string::npos) {
+      v = a.substr(eq + 1), a = a.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) usage("flag " + a + " needs a value");
+      v = argv[++i];
+    }
+    auto integer = [&](auto& out, long long lo) { out = static_cast<std::remove_reference_t<decltype(out)>>(to_int(a, v, lo)); };
+    if (a == "--workload") {
+      if (v != "forward" && v != "ptv2-step" && v != "full-step" && v != "infer-folded") usage("unknown workload '" + v + "'");
+      o.workload = v;
+    } else if (a == "--lengths") {
+      std::stringstream ss(v);
+      for (std::string item; std::getline(ss, item, ',');) o.lengths.push_back(static_cast<index_t>(to_int(a, item, 2)));
+    } else if (a == "--dropout") {
+      char* end = nullptr;
+      o.dropout = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(o.dropout >= 0 && o.dropout < 1)) usage("flag --dropout: bad value '" + v + "'");
+    } else if (a == "--dtype") {
+      if (v != "f32") usage("--dtype " + v + ": only f32 is implemented (bf16 weights: not yet, see docs/performance.md)");
+      o.dtype = v;
+    } else if (a == "--unpadded") {
+      if (v != "0" && v != "1") usage("--unpadded takes 0 or 1");
+      o.unpadded = v == "1";
+    } else if (a == "--batch") integer(o.batch, 1);
+    else if (a == "--seq") integer(o.seq, 2);
+    else if (a == "--layers") integer(o.layers, 1);
+    else if (a == "--hidden") integer(o.hidden, 1);
+    else if (a == "--heads") integer(o.heads, 1);
+    else if (a == "--ffn") integer(o.ffn, 1);
+    else if (a == "--vocab") integer(o.vocab, 200);
+    else if (a == "--prefix") integer(o.prefix, 1);
+    else if (a == "--labels") integer(o.labels, 2);
+    else if (a == "--threads") integer(o.threads, 1);
+    else if (a == "--runs") integer(o.runs, 1);
+    else if (a == "--warmup") integer(o.warmup, 0);
+    else if (a == "--seed") integer(o.seed, 0);
+    else usage("unknown flag " + a);
+  }
+  if (o.workload.empty()) usage("--workload is required");
+  if (o.hidden % o.heads != 0) usage("--heads must divide --hidden");
+  if (!o.lengths.empty()) {
+    if (static_cast<index_t>(o.lengths.size()) != o.batch)
+      usage("--lengths gives " + std::to_string(o.lengths.size()) + " lengths for --batch " + std::to_string(o.batch));
+    for (index_t n : o.lengths)
+      if (n > o.seq) usage("--lengths: " + std::to_string(n) + " is longer than --seq " + std::to_string(o.seq));
+  }
+  return o;
+}
+
+/// The useful FLOPs of the workload (matmuls on real tokens; see the top of the file).
+double useful_flops(const Options& o, const std::vector<index_t>& lengths) {
+  const bool step = o.workload == "ptv2-step" || o.workload == "full-step";
+  const double P = o.workload == "ptv2-step" || o.workload == "infer-folded" ? double(o.prefix) : 0.0;
+  const double C = double(o.hidden), I = double(o.ffn), B = double(o.batch);
+  double linear = 0, attention = 0;
+  for (index_t n : lengths) {
+    linear += 2.0 * double(n) * C * (4 * C + 2 * I);
+    attention += 4.0 * double(n) * (P + double(n)) * C;
+  }
+  linear = double(o.layers) * linear + 2 * B * C * C + (step ? 2 * B * C * double(o.labels) : 0.0);
+  attention *= double(o.layers);
+  if (o.workload == "ptv2-step") return 2 * linear + 3 * attention;
+  if (o.workload == "full-step") return 3 * linear + 3 * attention;
+  return linear + attention;
+}
+
+/// Times `call` (warmup untimed calls, then runs timed ones), in ms.
+template <class F>
+std::vector<double> time_calls(const Options& o, F&& call) {
+  std::vector<double> ms;
+  for (int it = 0; it < o.warmup + o.runs; ++it) {
+    const auto t0 = Clock::now();
+    call();
+    const double t = ms_since(t0);
+    if (it >= o.warmup) ms.push_back(t);
+    std::fprintf(stderr, "%s: %s %d: %.1f ms\n", o.workload.c_str(), it < o.warmup ? "warm-up" : "run",
+                 it < o.warmup ? it : it - o.warmup, t);
+  }
+  return ms;
+}
+
+std::vector<double> run_inference(const Options& o, const Batch& in) {
+  dp::DynamicBert<float> bert(bert_config(o), dp::BertInit{.seed = o.seed});
+  dp::BertRun run;
+  run.unpadded = o.unpadded;
+  dp::NoGradGuard no_grad;
+  if (o.workload == "forward")
+    return time_calls(o, [&] { (void)bert.forward(in.ids, in.mask, {}, run); });
+  dp::DeepPromptOptions po;
+  po.seed = o.seed + 5;
+  po.heads = o.heads;
+  const dp::DynamicDeepPrompt<float> prompt({o.layers, o.prefix, o.hidden}, po);
+  const dp::PromptConstants<float> folded = prompt.freeze_constants();
+  return time_calls(o, [&] { (void)dp::forward_with_prompt(bert, folded, in.ids, in.mask, {}, run); });
+}
+
+std::vector<double> run_step(const Options& o) {
+  Trainer<Options> tr(o, o.workload == "ptv2-step");
+  return time_calls(o, [&] { (void)tr.step(); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    cpu::set_num_threads(o.threads);
+    const Batch in = make_batch(o);
+    const std::vector<double> ms =
+        o.workload == "forward" || o.workload == "infer-folded" ? run_inference(o, in) : run_step(o);
+    const Stats s = stats(ms);
+    const double flops = useful_flops(o, in.lengths);
+    json j;
+    j["impl"] = "deepprompt";
+    j["workload"] = o.workload;
+    j["ms_median"] = round3(s.median);
+    j["ms_min"] = round3(s.min);
+    j["ms_max"] = round3(s.max);
+    j["peak_rss_mib"] = round3(peak_rss_mib());
+    j["useful_gflop"] = round3(1e-9 * flops);
+    j["gflops"] = round3(1e-9 * flops / (s.median * 1e-3));
+    j.update(json{{"batch", o.batch}, {"seq", o.seq}, {"lengths", in.lengths}, {"layers", o.layers},
+                  {"hidden", o.hidden}, {"heads", o.heads}, {"ffn", o.ffn}, {"vocab", o.vocab}, {"prefix", o.prefix},
+                  {"labels", o.labels}, {"dropout", o.dropout}, {"threads", o.threads}, {"dtype", o.dtype},
+                  {"runs", o.runs}, {"warmup", o.warmup}, {"seed", o.seed}, {"unpadded", o.unpadded},
+                  {"omp_wait_policy", omp_wait_policy()}});
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "deepprompt-bench: %s\n", e.what());
+    return 1;
+  }
+}
