@@ -97,6 +97,7 @@ struct Options {
   std::uint64_t seed = 0;
   std::string unfreeze;  // self-test of the GEMM check: backbone parameters to unfreeze in ptv2
   bool trim = false;     // return the pool's cached blocks to the system after setup
+  bool unpadded = true;  // ptv2 / full: BertRun::unpadded (the layers run on the real tokens only)
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -154,6 +155,10 @@ Options parse(int argc, char** argv) {
     else if (a == "--threads") integer(o.threads, 1);
     else if (a == "--seed") integer(o.seed, 0);
     else if (a == "--unfreeze") o.unfreeze = v;
+    else if (a == "--unpadded") {
+      if (v != "0" && v != "1") usage("--unpadded takes 0 or 1");
+      o.unpadded = v == "1";
+    }
     else if (a == "--trim") {
       if (v != "0" && v != "1") usage("--trim takes 0 or 1");
       o.trim = v == "1";
@@ -174,13 +179,15 @@ std::string child_flags(const Options& o, const std::string& workload) {
     << " --seed " << o.seed;
   if (!o.unfreeze.empty()) s << " --unfreeze '" << o.unfreeze << "'";
   if (o.trim) s << " --trim 1";
+  s << " --unpadded " << (o.unpadded ? 1 : 0);
   return s.str();
 }
 
 json shape_json(const Options& o) {
   return {{"batch", o.batch}, {"seq", o.seq},       {"layers", o.layers}, {"hidden", o.hidden},
           {"heads", o.heads}, {"ffn", o.ffn},       {"vocab", o.vocab},   {"prefix", o.prefix},
-          {"labels", o.labels}, {"threads", o.threads}, {"runs", o.runs}, {"warmup", o.warmup}};
+          {"labels", o.labels}, {"threads", o.threads}, {"runs", o.runs}, {"warmup", o.warmup},
+          {"unpadded", o.unpadded}};
 }
 
 
@@ -197,8 +204,15 @@ struct Expected {
 };
 
 Expected expected_gemms(const Options& o, bool backbone_trainable, index_t P) {
-  const long long B = o.batch, T = o.seq, C = o.hidden, H = o.heads, D = C / H, F = o.ffn, N = o.labels;
-  const long long rows = B * T;
+  const long long B = o.batch, C = o.hidden, H = o.heads, D = C / H, F = o.ffn, N = o.labels;
+  // the sequences the layers run: the real lengths (unpadded) or B rows of seq tokens
+  std::vector<long long> seqs(static_cast<std::size_t>(B), o.seq);
+  if (o.unpadded) {
+    const Batch b = make_batch(o);
+    std::copy(b.lengths.begin(), b.lengths.end(), seqs.begin());
+  }
+  long long rows = 0;
+  for (long long n : seqs) rows += n;
   Expected e;
   auto add = [](Gemms& g, long long M, long long Nn, long long K) {
     g.calls += 1;
@@ -225,9 +239,37 @@ Expected expected_gemms(const Options& o, bool backbone_trainable, index_t P) {
     const bool qkv_grad = x_grad || backbone_trainable;
     // fused attention, per (b, h) pair and block of 64 queries
     const bool backward = qkv_grad || prefix_grad;
-    for (long long i0 = 0; i0 < T; i0 += 64) {
-      const long long r = std::min<long long>(64, T - i0);
-      for (long long pair = 0; pair < B * H; ++pair) {
+    // Packed sequences with a prefix shared by the batch: the prefix's part runs as GEMMs per
+    // head over all rows (backend/cpu/attention_kernels.hpp, panels), the blocks do the rest.
+    const bool panels = o.unpadded && P > 0 && o.prefix_dropout == 0;
+    if (panels) {
+      for (long long h = 0; h < H; ++h) {
+        add(e.forward, rows, P, D);  // prefix scores
+        add(e.forward, rows, D, P);  // probabilities x prefix values
+        if (backward) {
+          attn(rows, P, D);  // prefix scores again
+          attn(rows, P, D);  // dO x prefix values^T (dq, dk or the prefix keys need it)
+          if (prefix_grad) attn(P, D, rows);  // d prefix values
+          if (qkv_grad) attn(rows, D, P);     // dq's prefix part
+          if (prefix_grad) attn(P, D, rows);  // d prefix keys
+        }
+      }
+    }
+    for (long long pair = 0; pair < B * H; ++pair) {
+      const long long T = seqs[static_cast<std::size_t>(pair / H)];
+      for (long long i0 = 0; i0 < T; i0 += 64) {
+        const long long r = std::min<long long>(64, T - i0);
+        if (panels) {
+          add(e.forward, r, T, D);  // scores on the real keys
+          add(e.forward, r, D, T);  // probabilities x values
+          if (!backward) continue;
+          attn(r, T, D);                // recomputed scores
+          attn(r, T, D);                // dO V^T
+          if (qkv_grad) attn(T, D, r);  // dv
+          if (qkv_grad) attn(r, D, T);  // dq
+          if (qkv_grad) attn(T, D, r);  // dk
+          continue;
+        }
         if (P > 0) add(e.forward, r, P, D);  // scores on the prefix keys
         add(e.forward, r, T, D);             // scores on the real keys
         add(e.forward, r, D, P);             // probabilities x prefix values (called with K = 0 too)

@@ -27,6 +27,8 @@
 # Prints one JSON line per workload:
 #   {"workload", "ours_ms", "torch_ms", "speedup" (torch_ms / ours_ms), "ours_rss_mib",
 #    "torch_rss_mib", "memory_ratio" (ours / torch), "ours_gflops", "torch_gflops"}
+# ("ours_share_of_gemm_peak": ours_gflops over the best SGEMM rate that deepprompt-bench
+# --workload gemm-peak measured before and after the workloads), then {"gemm_peak_gflops"}
 # and, when forward and infer-folded both ran, {"infer_folded_vs_forward": ours infer-folded
 # ms / ours forward ms}. Every raw line of both sides, then these summary lines, is saved to
 # ${OUT:-bench-results}/compare-<date>.jsonl (OUT relative to the current directory).
@@ -106,6 +108,9 @@ run_side() {
   echo "$line" >>"$results"
 }
 
+# The machine's SGEMM rate, before and after the workloads (the best of the two is the peak
+# that each workload's useful GFLOP/s are compared with).
+run_side "ours gemm-peak" "$bin" --workload gemm-peak --threads "$threads"
 for w in $workloads; do
   for ((r = 1; r <= rounds; ++r)); do
     run_side "ours $w round $r" "$bin" --workload "$w" "${flags[@]}"
@@ -115,14 +120,20 @@ for w in $workloads; do
   done
 done
 
+run_side "ours gemm-peak" "$bin" --workload gemm-peak --threads "$threads"
+
 summary="$("$python" - "$results" $workloads <<'EOF'
 
 import json, sys
 
 path, workloads = sys.argv[1], sys.argv[2:]
 best = {}  # (impl, workload) -> the run with the lowest ms_median
+peak = 0.0  # the best SGEMM GFLOP/s measured in this run
 for line in open(path):
     run = json.loads(line)
+    if run["workload"] == "gemm-peak":
+        peak = max(peak, run["gflops"])
+        continue
     key = ("ours" if run["impl"] != "pytorch" else "torch", run["workload"])
     if key not in best or run["ms_median"] < best[key]["ms_median"]:
         best[key] = run
@@ -133,7 +144,9 @@ for w in workloads:
         "speedup": round(torch["ms_median"] / ours["ms_median"], 3),
         "ours_rss_mib": ours["peak_rss_mib"], "torch_rss_mib": torch["peak_rss_mib"],
         "memory_ratio": round(ours["peak_rss_mib"] / torch["peak_rss_mib"], 3),
-        "ours_gflops": ours["gflops"], "torch_gflops": torch["gflops"]}))
+        "ours_gflops": ours["gflops"], "torch_gflops": torch["gflops"],
+        "ours_share_of_gemm_peak": round(ours["gflops"] / peak, 3) if peak else None}))
+print(json.dumps({"gemm_peak_gflops": peak}))
 if ("ours", "forward") in best and ("ours", "infer-folded") in best:
     ratio = best[("ours", "infer-folded")]["ms_median"] / best[("ours", "forward")]["ms_median"]
     print(json.dumps({"infer_folded_vs_forward": round(ratio, 3)}))

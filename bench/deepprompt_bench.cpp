@@ -16,6 +16,9 @@
 //                 tokens per layer, dropout --dropout, classification head, cross-entropy,
 //                 backward, AdamW (bench/bench_common.hpp, Trainer).
 //   full-step     the same model, no prefix, everything trainable.
+//   gemm-peak     the machine's SGEMM rate (our cpu::gemm, x W^T at BERT-base's three matmul
+//                 shapes on 1024 rows, --threads): the best GFLOP/s of them in "gflops" (the
+//                 denominator of a step's share of the peak; compare.sh runs it in the same run).
 // The batch: row b has seq - b * (seq / batch) real tokens (128, 112, ..., 16 for 8 x 128), or
 // --lengths. --unpadded 1 (default) runs the layers on the real tokens only (BertRun::unpadded);
 // 0 computes the padded positions too, as PyTorch does.
@@ -59,7 +62,7 @@ struct Options {
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr,
                "deepprompt-bench: %s\n"
-               "usage: deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded\n"
+               "usage: deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded|gemm-peak\n"
                "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
                "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
                "         [--dtype f32] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n",
@@ -87,7 +90,8 @@ Options parse(int argc, char** argv) {
     }
     auto integer = [&](auto& out, long long lo) { out = static_cast<std::remove_reference_t<decltype(out)>>(to_int(a, v, lo)); };
     if (a == "--workload") {
-      if (v != "forward" && v != "ptv2-step" && v != "full-step" && v != "infer-folded") usage("unknown workload '" + v + "'");
+      if (v != "forward" && v != "ptv2-step" && v != "full-step" && v != "infer-folded" && v != "gemm-peak")
+        usage("unknown workload '" + v + "'");
       o.workload = v;
     } else if (a == "--lengths") {
       std::stringstream ss(v);
@@ -175,6 +179,26 @@ std::vector<double> run_inference(const Options& o, const Batch& in) {
   return time_calls(o, [&] { (void)dp::forward_with_prompt(bert, folded, in.ids, in.mask, {}, run); });
 }
 
+/// The best SGEMM rate over BERT-base's matmul shapes (1024 rows), GFLOP/s; each shape timed
+/// for at least 0.3 s after a warm-up call.
+double gemm_peak() {
+  const index_t M = 1024;
+  double best = 0;
+  for (const auto [N, K] : {std::pair<index_t, index_t>{768, 768}, {3072, 768}, {768, 3072}}) {
+    std::vector<float> a(static_cast<std::size_t>(M * K), 0.5f), w(static_cast<std::size_t>(N * K), 0.25f),
+        c(static_cast<std::size_t>(M * N));
+    auto call = [&] {
+      cpu::gemm(cpu::Trans::No, cpu::Trans::Yes, M, N, K, 1.0f, a.data(), K, w.data(), K, 0.0f, c.data(), N);
+    };
+    call();
+    int calls = 0;
+    const auto t0 = Clock::now();
+    while (ms_since(t0) < 300 || calls < 3) call(), ++calls;
+    best = std::max(best, 2.0 * double(M * N * K) * calls / (ms_since(t0) * 1e-3) * 1e-9);
+  }
+  return best;
+}
+
 std::vector<double> run_step(const Options& o) {
   Trainer<Options> tr(o, o.workload == "ptv2-step");
   return time_calls(o, [&] { (void)tr.step(); });
@@ -186,6 +210,14 @@ int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   try {
     cpu::set_num_threads(o.threads);
+    if (o.workload == "gemm-peak") {
+      const double g = gemm_peak();
+      std::printf("%s\n", json{{"impl", "deepprompt"}, {"workload", "gemm-peak"}, {"gflops", round3(g)},
+                               {"threads", o.threads}, {"omp_wait_policy", omp_wait_policy()}}
+                               .dump()
+                               .c_str());
+      return 0;
+    }
     const Batch in = make_batch(o);
     const std::vector<double> ms =
         o.workload == "forward" || o.workload == "infer-folded" ? run_inference(o, in) : run_step(o);

@@ -1,8 +1,9 @@
 #pragma once
 // Parameter<T, Rank>: a named, persistent tensor that a model learns (or keeps frozen).
 //
-// A trainable parameter owns a gradient buffer that backward() accumulates into; a frozen one
-// has none at all, and ops skip the work that would only compute its gradient (the weight
+// A trainable parameter owns a gradient buffer that backward() accumulates into, allocated on
+// first use (the first backward pass, or grad(); a model only run forward never holds one);
+// a frozen one has none at all, and ops skip the work that would only compute its gradient (the weight
 // GEMM of a frozen Linear is never run). Move-only, like the module that owns it.
 #include <memory>
 #include <string>
@@ -32,19 +33,18 @@ class Parameter {
   operator Var<T, Rank>() const { return var(); }
 
   bool trainable() const { return node_ != nullptr; }
-  /// Freezing frees the gradient buffer; unfreezing gives a zeroed one.
+  /// Freezing frees the gradient buffer; unfreezing gives a zeroed one (allocated on first use).
   void set_trainable(bool on) {
     if (on && !node_) {
       node_ = std::make_unique<VarNode<T, Rank>>(value_.shape());
-      node_->accumulator();
     } else if (!on) {
       node_.reset();
     }
   }
-  /// requires: trainable().
+  /// The gradient (zeros before anything was accumulated). requires: trainable().
   const Tensor<T, Rank>& grad() const {
     if (!node_) throw AutodiffError("Parameter '" + name_ + "' is frozen and has no gradient");
-    return node_->grad;
+    return node_->accumulator();
   }
   void zero_grad() {
     if (node_) node_->grad.fill(T{});

@@ -46,6 +46,7 @@
 // simd.hpp first: it silences GCC 12's false -Wuninitialized in the AVX-512 intrinsics, which
 // must be in force where <immintrin.h> is first parsed (Eigen would include it otherwise).
 #include "deepprompt/backend/cpu/simd.hpp"
+#include "deepprompt/backend/cpu/attention_rows.hpp"
 #include "deepprompt/backend/cpu/gemm.hpp"
 #include "deepprompt/backend/cpu/philox.hpp"
 #include "deepprompt/backend/cpu/threads.hpp"
@@ -108,96 +109,6 @@ namespace attn_detail {
 // Queries per block: a (64 x Tk') slab of scores stays in L2 for Tk' up to a few thousand.
 inline constexpr index_t kQueryBlock = 64;
 
-template <class T>
-inline constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-
-// s[0, n) += a[0, n)
-template <class T>
-void add_row(T* s, const T* a, index_t n) noexcept {
-  simd::apply(n, s, [](simd::batch<T> x, simd::batch<T> y) { return x + y; }, s, a);
-}
-
-// In place: s[0, n) <- softmax(s[0, n)); stats[0] = max, stats[1] = 1 / sum(exp(s - max)).
-// A row that is empty or all -inf becomes zeros, with stats {+inf, 0} (from which
-// probabilities_row recomputes zeros). stats == nullptr: not saved.
-template <class T>
-void softmax_row(T* s, index_t n, T* stats) noexcept {
-  using B = simd::batch<T>;
-  constexpr index_t L = simd::lanes<T>;
-  B vmax(kNegInf<T>);
-  for (index_t i = 0; i < n; i += L) vmax = xsimd::max(vmax, simd::load_n(s + i, std::min(L, n - i), kNegInf<T>));
-  const T m = n > 0 ? simd::hmax(vmax) : kNegInf<T>;
-  if (m == kNegInf<T>) {
-    std::fill_n(s, n, T(0));
-    if (stats) stats[0] = std::numeric_limits<T>::infinity(), stats[1] = T(0);
-    return;
-  }
-  const B vm(m);
-  B acc(T(0));
-  for (index_t i = 0; i < n; i += L) {
-    const index_t k = std::min(L, n - i);
-    const B e = xsimd::exp(simd::load_n(s + i, k, kNegInf<T>) - vm);  // padding adds e^-inf = 0
-    simd::store_n(s + i, e, k);
-    acc += e;
-  }
-  const T inv_sum = T(1) / xsimd::hadd(acc);
-  const B inv(inv_sum);
-  simd::apply(n, s, [inv](B e) { return e * inv; }, s);
-  if (stats) stats[0] = m, stats[1] = inv_sum;
-}
-
-// In place: s[0, n) <- exp(s[0, n) - stats[0]) * stats[1], what softmax_row produced.
-template <class T>
-void probabilities_row(T* s, index_t n, const T* stats) noexcept {
-  const simd::batch<T> vm(stats[0]), inv(stats[1]);
-  simd::apply(n, s, [vm, inv](simd::batch<T> x) { return xsimd::exp(x - vm) * inv; }, s);
-}
-
-// sum(a[0, n) * b[0, n))
-template <class T>
-T dot_row(const T* a, const T* b, index_t n) noexcept {
-  constexpr index_t L = simd::lanes<T>;
-  simd::batch<T> acc(T(0));
-  for (index_t i = 0; i < n; i += L) {
-    const index_t k = std::min(L, n - i);
-    acc = xsimd::fma(simd::load_n(a + i, k, T(0)), simd::load_n(b + i, k, T(0)), acc);
-  }
-  return xsimd::hadd(acc);
-}
-
-// The dropout factors of row i: z[j] = kept ? 1 / (1 - p) : 0 for j in [0, n), applied as
-// s[j] *= z[j] by f(j, z) (f is called with the factor; the kept test is word >= threshold).
-template <class T>
-struct Dropout {
-  bool on = false, all = false;  // all: p == 1, everything dropped, nothing drawn
-  std::uint64_t threshold = 0;   // ceil(p * 2^32)
-  T scale = T(0);                // 1 / (1 - p)
-
-  explicit Dropout(T p) {
-    on = p > T(0);
-    all = p >= T(1);
-    if (on && !all) {
-      threshold = static_cast<std::uint64_t>(std::ceil(static_cast<long double>(p) * 4294967296.0L));
-      scale = T(1) / (T(1) - p);
-    }
-  }
-  // x[j] *= factor of element j, for the row whose first word is `first`; bits: nullptr, or
-  // (n + 63) / 64 words that receive the kept bits.
-  void apply(std::uint64_t seed, std::uint64_t first, T* x, index_t n, std::uint32_t* tmp,
-             std::uint64_t* bits = nullptr) const {
-    if (all) {
-      std::fill_n(x, n, T(0));
-      return;
-    }
-    keep_apply(philox_words(seed, first, n, tmp), x, x, n, threshold, scale, bits);
-  }
-  // z[j] = factor of element j from the bits apply() wrote.
-  void factors(const std::uint64_t* bits, T* z, index_t n) const {
-    if (all) std::fill_n(z, n, T(0));
-    else keep_factors(bits, z, n, scale);
-  }
-};
-
 // One (b, h) pair: its lengths, where its rows are, and its pointers.
 template <class T>
 struct Pair {
@@ -205,8 +116,13 @@ struct Pair {
   index_t tq, tk, w;         // queries, real keys, P + tk
   index_t ld;                // row stride of q, k, v, out and their gradients: D padded, H * D packed
   index_t q0, k0;            // element offset of its first query / key row in q, out / k, v
+  index_t n0 = 0;            // packed: the sequence's first row
   index_t row0, row_step;    // query i's row in stats, keep bits and dropout words: row0 + i * row_step
   const T *q, *k, *v, *pk, *pv, *mask, *bias;
+  // Prefix panels (packed layout, shared prefix; PrefixPanels): this pair's rows of its head's
+  // (N, P) score / probability panel and gradient panel, or nullptr (the prefix part is computed
+  // block by block instead).
+  T *sp = nullptr, *gp = nullptr;
   index_t row(index_t i) const { return row0 + i * row_step; }
 };
 
@@ -229,6 +145,7 @@ Pair<T> pair_of(const AttentionArgs<T>& a, index_t b, index_t h) {
     p.ld = a.heads * D;
     p.q0 = p.k0 = n0 * p.ld + h * D;
     p.row0 = n0 * a.heads + h, p.row_step = a.heads;
+    p.n0 = n0;
   } else {
     p.tq = a.q_len, p.tk = a.kv_len, p.ld = D;
     p.q0 = bh * a.q_len * D, p.k0 = bh * a.kv_len * D;
@@ -250,7 +167,10 @@ index_t block_scores(const AttentionArgs<T>& a, const Pair<T>& p, index_t i0, in
   const index_t P = a.prefix_len, D = a.head_dim, W = p.w;
   const index_t kv = visible_keys(a, p, i0 + rows - 1);
   const T* qb = p.q + i0 * p.ld;
-  if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, a.scale, qb, p.ld, p.pk, D, T(0), S, W);
+  if (p.sp)
+    for (index_t r = 0; r < rows; ++r) std::copy_n(p.sp + (i0 + r) * P, P, S + r * W);
+  else if (P > 0)
+    gemm(Trans::No, Trans::Yes, rows, P, D, a.scale, qb, p.ld, p.pk, D, T(0), S, W);
   if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, a.scale, qb, p.ld, p.k, p.ld, T(0), S + P, W);
   return kv;
 }
@@ -301,8 +221,13 @@ void forward_pair(const AttentionArgs<T>& a, const Pair<T>& p, T* out, T* stats,
                    a.keep_bits ? a.keep_bits + p.row(i0 + r) * a.keep_words_per_row() : nullptr);
     }
     T* o = out + p.q0 + i0 * p.ld;
-    gemm(Trans::No, Trans::No, rows, D, P, T(1), S, W, p.pv, D, T(0), o, p.ld);  // P == 0: o = 0
-    if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, T(1), S + P, W, p.v, p.ld, T(1), o, p.ld);
+    if (p.sp) {  // the prefix's share of the output comes later, one GEMM per head
+      for (index_t r = 0; r < rows; ++r) std::copy_n(S + r * W, P, p.sp + (i0 + r) * P);
+      gemm(Trans::No, Trans::No, rows, D, kv, T(1), S + P, W, p.v, p.ld, T(0), o, p.ld);  // kv == 0: o = 0
+    } else {
+      gemm(Trans::No, Trans::No, rows, D, P, T(1), S, W, p.pv, D, T(0), o, p.ld);  // P == 0: o = 0
+      if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, T(1), S + P, W, p.v, p.ld, T(1), o, p.ld);
+    }
   }
 }
 
@@ -332,7 +257,10 @@ void backward_pair(const AttentionArgs<T>& a, const Pair<T>& p, const T* dout, c
     const T* qb = p.q + i0 * ld;
     const index_t kv = block_scores(a, p, i0, rows, S);
     if (want_s) {
-      if (P > 0) gemm(Trans::No, Trans::Yes, rows, P, D, T(1), dob, ld, p.pv, D, T(0), G, W);
+      if (p.gp)
+        for (index_t r = 0; r < rows; ++r) std::copy_n(p.gp + (i0 + r) * P, P, G + r * W);
+      else if (P > 0)
+        gemm(Trans::No, Trans::Yes, rows, P, D, T(1), dob, ld, p.pv, D, T(0), G, W);
       if (kv > 0) gemm(Trans::No, Trans::Yes, rows, kv, D, T(1), dob, ld, p.v, ld, T(0), G + P, W);
     }
     for (index_t r = 0; r < rows; ++r) {
@@ -364,14 +292,21 @@ void backward_pair(const AttentionArgs<T>& a, const Pair<T>& p, const T* dout, c
       }
       if (want_v && drop_on) simd::apply(n, s, [](simd::batch<T> x, simd::batch<T> z) { return x * z; }, s, Z);
     }
-    if (dpv && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, T(1), S, W, dob, ld, T(1), dpv, D);
+    if (p.sp) {  // the prefix's gradients and its share of dq come later, one GEMM per head
+      for (index_t r = 0; r < rows; ++r) {
+        std::copy_n(S + r * W, P, p.sp + (i0 + r) * P);
+        if (want_s) std::copy_n(G + r * W, P, p.gp + (i0 + r) * P);
+      }
+    }
+    const bool blockwise = !p.sp;
+    if (blockwise && dpv && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, T(1), S, W, dob, ld, T(1), dpv, D);
     if (dv && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, T(1), S + P, W, dob, ld, T(1), dv, ld);
     if (g.q) {
       T* dqb = g.q + p.q0 + i0 * ld;
-      if (P > 0) gemm(Trans::No, Trans::No, rows, D, P, a.scale, G, W, p.pk, D, T(1), dqb, ld);
+      if (blockwise && P > 0) gemm(Trans::No, Trans::No, rows, D, P, a.scale, G, W, p.pk, D, T(1), dqb, ld);
       if (kv > 0) gemm(Trans::No, Trans::No, rows, D, kv, a.scale, G + P, W, p.k, ld, T(1), dqb, ld);
     }
-    if (dpk && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, a.scale, G, W, qb, ld, T(1), dpk, D);
+    if (blockwise && dpk && P > 0) gemm(Trans::Yes, Trans::No, P, D, rows, a.scale, G, W, qb, ld, T(1), dpk, D);
     if (dk && kv > 0) gemm(Trans::Yes, Trans::No, kv, D, rows, a.scale, G + P, W, qb, ld, T(1), dk, ld);
   }
 }
@@ -380,27 +315,71 @@ inline int team_size(index_t items) {
   return static_cast<int>(std::clamp<index_t>(items, 1, num_threads()));
 }
 
+// Packed layout with a prefix shared by the batch: the prefix's part of the attention goes
+// through per-head panels of all N queries, (H, N, P) scores / probabilities (and gradients),
+// so that it is a few GEMMs per head over N rows (N x P x D) instead of small ones per block
+// of 64 queries; the blocks copy their rows in and out of the panels.
+template <class T>
+bool uses_panels(const AttentionArgs<T>& a) {
+  return a.offsets && a.prefix_len > 0 && !a.prefix_per_example;
+}
+template <class T>
+index_t panel_size(const AttentionArgs<T>& a) {
+  return uses_panels(a) ? a.heads * a.query_rows() * a.prefix_len : 0;
+}
+
+// The pair (b, h) with its rows of the panels sp, gp (when the panels are used).
+template <class T>
+Pair<T> pair_with_panels(const AttentionArgs<T>& a, index_t b, index_t h, T* sp, T* gp) {
+  Pair<T> p = pair_of(a, b, h);
+  if (uses_panels(a)) {
+    const index_t at = (h * a.query_rows() + p.n0) * a.prefix_len;
+    p.sp = sp + at;
+    p.gp = gp ? gp + at : nullptr;
+  }
+  return p;
+}
+
+// f(h, q_h, ...) for every head in parallel (one thread a head, GEMMs single-threaded inside).
+template <class T, class F>
+void for_each_head(const AttentionArgs<T>& a, F&& f) {
+#pragma omp parallel for schedule(static) num_threads(team_size(a.heads))
+  for (index_t h = 0; h < a.heads; ++h) f(h);
+}
+
 }  // namespace attn_detail
 
 // Elements of the workspace attention_forward / attention_backward need.
 template <class T>
 index_t attention_workspace_size(const AttentionArgs<T>& a, bool backward) {
-  return attn_detail::slot_size<T>(a.keys(), backward) * num_threads();
+  return attn_detail::slot_size<T>(a.keys(), backward) * num_threads() +
+         (backward ? 2 : 1) * attn_detail::panel_size(a);
 }
 
-// out: (B, H, Tq, D) or (N, H, D) packed is overwritten; stats: (B, H, Tq, 2) / (N, H, 2) or nullptr (the backward pass needs it).
-// workspace: attention_workspace_size(a, false) elements.
+// out: (B, H, Tq, D) or (N, H, D) packed is overwritten; stats: (B, H, Tq, 2) / (N, H, 2) or
+// nullptr (the backward pass needs it). workspace: attention_workspace_size(a, false) elements.
 // requires: the shapes in `a` are consistent (the op checks them); dropout in [0, 1].
 template <class T>
 void attention_forward(const AttentionArgs<T>& a, T* out, T* stats, T* workspace) {
   const index_t pairs = a.batch * a.heads;
   if (pairs == 0 || a.q_len == 0 || a.head_dim == 0) return;
   const index_t slot = attn_detail::slot_size<T>(a.keys(), false);
+  const index_t N = a.query_rows(), P = a.prefix_len, D = a.head_dim, HD = a.heads * D;
+  T* sp = workspace + slot * num_threads();  // (H, N, P) when the panels are used
+  const bool panels = attn_detail::uses_panels(a);
+  if (panels)  // the prefix scores of all queries, per head
+    attn_detail::for_each_head(a, [&](index_t h) {
+      gemm(Trans::No, Trans::Yes, N, P, D, a.scale, a.q + h * D, HD, a.prefix_k + h * P * D, D, T(0), sp + h * N * P, P);
+    });
   // dynamic: packed sequences differ in length (pairs in batch order: the long ones first, if sorted)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
   for (index_t bh = 0; bh < pairs; ++bh)
-    attn_detail::forward_pair(a, attn_detail::pair_of(a, bh / a.heads, bh % a.heads), out, stats,
-                              workspace + omp_get_thread_num() * slot);
+    attn_detail::forward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, (T*)nullptr), out,
+                              stats, workspace + omp_get_thread_num() * slot);
+  if (panels)  // the prefix's share of the outputs: probabilities x prefix values
+    attn_detail::for_each_head(a, [&](index_t h) {
+      gemm(Trans::No, Trans::No, N, D, P, T(1), sp + h * N * P, P, a.prefix_v + h * P * D, D, T(1), out + h * D, HD);
+    });
 }
 
 // dout: as out; stats: as saved by attention_forward. Accumulates into the non-null
@@ -411,9 +390,21 @@ void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats
   const index_t pairs = a.batch * a.heads;
   if (pairs == 0 || a.q_len == 0 || a.head_dim == 0) return;
   const index_t slot = attn_detail::slot_size<T>(a.keys(), true);
-  // Gradients summed over the batch: one thread per head, the batch in order inside.
-  const bool over_batch = a.batch > 1 && (((g.prefix_k || g.prefix_v) && !a.prefix_per_example) ||
-                                          (g.bias && !a.bias_per_example));
+  const index_t N = a.query_rows(), P = a.prefix_len, D = a.head_dim, HD = a.heads * D;
+  const bool panels = attn_detail::uses_panels(a);
+  T* sp = workspace + slot * num_threads();  // (H, N, P) each, when the panels are used
+  T* gp = sp + attn_detail::panel_size(a);
+  const bool want_s = g.q || g.k || g.prefix_k || g.bias;
+  if (panels)  // the prefix scores again, and dO x prefix values^T
+    attn_detail::for_each_head(a, [&](index_t h) {
+      gemm(Trans::No, Trans::Yes, N, P, D, a.scale, a.q + h * D, HD, a.prefix_k + h * P * D, D, T(0), sp + h * N * P, P);
+      if (want_s)
+        gemm(Trans::No, Trans::Yes, N, P, D, T(1), dout + h * D, HD, a.prefix_v + h * P * D, D, T(0), gp + h * N * P, P);
+    });
+  // Gradients summed over the batch block by block: one thread per head, the batch in order
+  // inside (the panels sum them in one GEMM per head instead, after the pairs).
+  const bool over_batch = !panels && a.batch > 1 &&
+                          (((g.prefix_k || g.prefix_v) && !a.prefix_per_example) || (g.bias && !a.bias_per_example));
   if (over_batch) {
 #pragma omp parallel for schedule(static) num_threads(attn_detail::team_size(a.heads))
     for (index_t h = 0; h < a.heads; ++h)
@@ -423,9 +414,18 @@ void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats
   } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
     for (index_t bh = 0; bh < pairs; ++bh)
-      attn_detail::backward_pair(a, attn_detail::pair_of(a, bh / a.heads, bh % a.heads), dout, stats, g,
-                                 workspace + omp_get_thread_num() * slot);
+      attn_detail::backward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, gp), dout, stats,
+                                 g, workspace + omp_get_thread_num() * slot);
   }
+  if (panels)  // sp: the dropped probabilities; gp: dS of the prefix columns
+    attn_detail::for_each_head(a, [&](index_t h) {
+      const T* sph = sp + h * N * P;
+      const T* gph = gp + h * N * P;
+      if (g.prefix_v) gemm(Trans::Yes, Trans::No, P, D, N, T(1), sph, P, dout + h * D, HD, T(1), g.prefix_v + h * P * D, D);
+      if (g.q) gemm(Trans::No, Trans::No, N, D, P, a.scale, gph, P, a.prefix_k + h * P * D, D, T(1), g.q + h * D, HD);
+      if (g.prefix_k)
+        gemm(Trans::Yes, Trans::No, P, D, N, a.scale, gph, P, a.q + h * D, HD, T(1), g.prefix_k + h * P * D, D);
+    });
 }
 
 }  // namespace deepprompt::cpu

@@ -116,7 +116,7 @@ class ClassificationRunner {
     SequenceClassificationBatch b = collate(train_, batch);
     b.labels = Tensor<std::int64_t, 1>({static_cast<index_t>(batch.size())});
     for (std::size_t i = 0; i < batch.size(); ++i) b.labels(static_cast<index_t>(i)) = train_labels_[batch[i]];
-    return model.loss(b, BertRun{.training = training_, .generator = &gen_});
+    return model.loss(b, BertRun{.training = training_, .generator = &gen_, .unpadded = true});
   }
   train::Metrics evaluate() {
     const auto pred = predict_encoded(eval_);
@@ -156,7 +156,7 @@ class ClassificationRunner {
       std::vector<index_t> idx;
       for (std::size_t i = b; i < std::min(enc.size(), b + static_cast<std::size_t>(opt_.eval_batch_size)); ++i)
         idx.push_back(static_cast<index_t>(i));
-      const auto logits = model.forward(collate(enc, idx), BertRun{.training = false});
+      const auto logits = model.forward(collate(enc, idx), BertRun{.training = false, .unpadded = true});
       for (auto p : Model::predict(logits.value())) out.push_back(p);
     }
     return out;

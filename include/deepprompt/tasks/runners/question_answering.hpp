@@ -142,7 +142,7 @@ class QaRunner {
   Var<float, 0> loss(std::span<const index_t> batch) {
     std::vector<QaFeature> rows;
     for (index_t i : batch) rows.push_back(train_[static_cast<std::size_t>(i)]);
-    return model.loss(make_qa_batch(rows, pad_), BertRun{.training = training_, .generator = &gen_});
+    return model.loss(make_qa_batch(rows, pad_), BertRun{.training = training_, .generator = &gen_, .unpadded = true});
   }
   train::Metrics evaluate() {
     if (eval_.empty()) return {};
@@ -209,7 +209,7 @@ class QaRunner {
     const std::size_t step = static_cast<std::size_t>(std::max<index_t>(1, opt_.eval_batch_size));
     for (std::size_t b = 0; b < feats.size(); b += step) {
       const auto part = feats.subspan(b, std::min(step, feats.size() - b));
-      const SpanLogits<float> l = model.forward(make_qa_batch(part, pad_), BertRun{.training = false});  // (B, T) each
+      const SpanLogits<float> l = model.forward(make_qa_batch(part, pad_), BertRun{.training = false, .unpadded = true});  // (B, T) each
       append_logit_rows(starts, l.start.value());
       append_logit_rows(ends, l.end.value());
     }

@@ -122,7 +122,7 @@ class NerRunner {
     std::vector<std::vector<std::int64_t>> rows;
     for (index_t i : batch) rows.push_back(train_labels_[static_cast<std::size_t>(i)]);
     b.labels = label_rows(rows, b.input_ids.extent(1));  // (B, T), -100 on specials and padding
-    return model.loss(b, BertRun{.training = training_, .generator = &gen_});
+    return model.loss(b, BertRun{.training = training_, .generator = &gen_, .unpadded = true});
   }
   train::Metrics evaluate() {
     if (eval_.empty()) return {};
@@ -167,7 +167,7 @@ class NerRunner {
     for (std::size_t b = 0; b < enc.size(); b += step) {
       std::vector<index_t> idx;
       for (std::size_t i = b; i < std::min(enc.size(), b + step); ++i) idx.push_back(static_cast<index_t>(i));
-      const Tensor<float, 3> logits = model.forward(collate(enc, idx), BertRun{.training = false}).value();  // (B, T, K)
+      const Tensor<float, 3> logits = model.forward(collate(enc, idx), BertRun{.training = false, .unpadded = true}).value();  // (B, T, K)
       for (std::size_t r = 0; r < idx.size(); ++r) {
         const std::size_t i = static_cast<std::size_t>(idx[r]);
         const auto ids = word_predictions(std::span<const std::int32_t>(enc[i].word_ids),
