@@ -211,6 +211,9 @@ class Trainer {
                        "ptv2-step: --unfreeze '%s': %d backbone parameters made trainable (the GEMM check must fail)\n",
                        o.unfreeze.c_str(), dp::unfreeze(ptv2_->bert, o.unfreeze));
       }
+      if constexpr (requires { o.dtype; })
+        if (o.dtype == "bf16")
+          std::fprintf(stderr, "ptv2-step: %d frozen Linear layers on bf16 weights\n", dp::use_bf16_weights(ptv2_->bert));
       params = dp::trainable_parameters<float>(*ptv2_);
       total_params = dp::parameter_count(*ptv2_);
     } else {

@@ -5,8 +5,11 @@
 //   deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded
 //       [--batch 8] [--seq 128] [--lengths a,b,...] [--layers 12] [--hidden 768] [--heads 12]
 //       [--ffn 3072] [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--threads 2]
-//       [--dtype f32] [--runs 3] [--warmup 1] [--seed 0] [--unpadded 1]
+//       [--dtype f32|bf16] [--runs 3] [--warmup 1] [--seed 0] [--unpadded 1]
 //   (flags as "--name value" or "--name=value")
+// --dtype bf16 (forward, infer-folded, ptv2-step): the backbone is frozen and its Linear weights
+// held in bfloat16 (nn/linear.hpp use_bf16_weights: AVX512-BF16 products, fp32 accumulation;
+// the prompt, the head and AdamW's state stay fp32).
 //
 // Workloads (BERT-base shapes by default, random weights with Hugging Face's initialisation):
 //   forward       eval mode, no tape: embeddings, layers, pooler.
@@ -65,7 +68,7 @@ struct Options {
                "usage: deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded|gemm-peak\n"
                "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
                "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
-               "         [--dtype f32] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n",
+               "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n",
                msg.c_str());
   std::exit(2);
 }
@@ -101,7 +104,7 @@ Options parse(int argc, char** argv) {
       o.dropout = std::strtod(v.c_str(), &end);
       if (v.empty() || *end != '\0' || !(o.dropout >= 0 && o.dropout < 1)) usage("flag --dropout: bad value '" + v + "'");
     } else if (a == "--dtype") {
-      if (v != "f32") usage("--dtype " + v + ": only f32 is implemented (bf16 weights: not yet, see docs/performance.md)");
+      if (v != "f32" && v != "bf16") usage("--dtype " + v + ": f32 or bf16");
       o.dtype = v;
     } else if (a == "--unpadded") {
       if (v != "0" && v != "1") usage("--unpadded takes 0 or 1");
@@ -122,6 +125,8 @@ Options parse(int argc, char** argv) {
     else usage("unknown flag " + a);
   }
   if (o.workload.empty()) usage("--workload is required");
+  if (o.dtype == "bf16" && o.workload == "full-step")
+    usage("--dtype bf16: bf16 weights are for a frozen backbone; full-step trains every weight (fp32)");
   if (o.hidden % o.heads != 0) usage("--heads must divide --hidden");
   if (!o.lengths.empty()) {
     if (static_cast<index_t>(o.lengths.size()) != o.batch)
@@ -166,6 +171,10 @@ std::vector<double> time_calls(const Options& o, F&& call) {
 
 std::vector<double> run_inference(const Options& o, const Batch& in) {
   dp::DynamicBert<float> bert(bert_config(o), dp::BertInit{.seed = o.seed});
+  if (o.dtype == "bf16") {
+    dp::freeze(bert);
+    std::fprintf(stderr, "%s: %d Linear layers on bf16 weights\n", o.workload.c_str(), dp::use_bf16_weights(bert));
+  }
   dp::BertRun run;
   run.unpadded = o.unpadded;
   dp::NoGradGuard no_grad;

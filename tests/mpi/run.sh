@@ -4,7 +4,7 @@
 # divergence detected, and a hanging rank ends the job with a message instead of a hang.
 # With ptune and make_tiny_model: `mpirun -np 2 ptune train --distributed` (global batch 8) ends
 # with the trainable tensors of a single-process run with batch 8 (dropout off), for ptv2, lora
-# and full fine-tuning (within reduction-order tolerance, looser for full: see below).
+# and full fine-tuning (within reduction-order tolerance; the key biases apart: see below).
 #   tests/mpi/run.sh path/to/mpiexec path/to/deepprompt_mpi_test [path/to/ptune path/to/make_tiny_model]
 set -u
 MPIEXEC=${1:?usage: run.sh MPIEXEC TEST}
@@ -53,12 +53,14 @@ def read(p):
     return out
 a, b = read(sys.argv[1]), read(sys.argv[2])
 assert a.keys() == b.keys()
-diff = max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in a)
-print("%s: %d tensors, max |distributed - single| = %.3g" % (sys.argv[1].split("/")[-3], len(a), diff))
-# Sums over the batch run in another order on each rank's shard; AdamW scales every gradient to
-# about lr, so near-zero gradients (most of a fully trained BERT's) carry that rounding noise
-# into lr-sized steps: full fine-tuning gets the looser bound.
-assert diff < (1e-3 if sys.argv[3] == "full" else 1e-4), diff
+# The attention key biases are left out: their exact gradient is zero (adding q.b_k to every
+# score of a query leaves its softmax unchanged), so what they get is rounding noise, which
+# AdamW scales to lr-sized steps in a direction that depends on the summation order.
+keys = [k for k in a if not k.endswith("attention.self.key.bias")]
+diff = max(max(abs(x - y) for x, y in zip(a[k], b[k])) for k in keys)
+print("%s: %d tensors compared, max |distributed - single| = %.3g" % (sys.argv[1].split("/")[-3], len(keys), diff))
+# Otherwise the sums over the batch run in another order on each rank's shard: rounding only.
+assert diff < 1e-4, diff
 PYEOF
   done
 fi

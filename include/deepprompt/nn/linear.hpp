@@ -8,8 +8,20 @@
 // present and not merged, forward adds scale * dropout(x) A^T B^T, and visit() names its two
 // parameters lora_A.weight (r, In) and lora_B.weight (Out, r) after weight and bias. Absent, it
 // costs one branch and is invisible in the state dict.
+//
+// Optional bf16 weights (float only, frozen weights only): use_bf16(true) packs the frozen weight
+// in bfloat16 once (ops/linear.hpp, Bf16LinearWeight; 2 bytes per element, twice that once a
+// backward has needed dx) and forward runs linear_bf16 (x rounded to bf16, fp32 accumulation)
+// instead of linear. A weight made trainable again gets the fp32 path at once (the packing is
+// ignored, and released by use_bf16(false)). The packing does not follow changes to the weight's
+// values: switch after loading weights (and after merging LoRA). use_bf16_weights(module) switches
+// every frozen float Linear of a module tree. With bf16 off, nothing changes.
 #include <cmath>
+#include <memory>
 #include <optional>
+#include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "../autodiff/parameter.hpp"
 #include "../core/init.hpp"
@@ -17,6 +29,7 @@
 #include "../ops/arithmetic.hpp"
 #include "../ops/dropout.hpp"
 #include "../ops/linear.hpp"
+#include "module.hpp"
 
 namespace deepprompt {
 
@@ -63,10 +76,31 @@ struct Linear {
   index_t in_features() const { return weight.shape()[1]; }
   index_t out_features() const { return weight.shape()[0]; }
 
+  /// Switches the bf16 weights on (packing the current weight) or off (releasing them).
+  /// requires (on): T is float and the weight is frozen; throws Error otherwise.
+  /// ensures: uses_bf16() == on; the fp32 weight is unchanged.
+  void use_bf16(bool on = true) {
+    if (!on) {
+      bf16_weight_.reset();
+      return;
+    }
+    if constexpr (!std::is_same_v<T, float>) {
+      throw Error("Linear::use_bf16: bf16 weights need a float Linear");
+    } else {
+      if (weight.trainable())
+        throw Error("Linear::use_bf16: the weight '" + weight.name() + "' is trainable; freeze it first");
+      bf16_weight_ = std::make_shared<const Bf16LinearWeight>(weight.value());
+    }
+  }
+  /// Whether forward runs on bf16 weights (switched on, and the weight still frozen).
+  bool uses_bf16() const { return bf16_weight_ != nullptr && !weight.trainable(); }
+  /// The packed bf16 weight, null unless switched on.
+  const std::shared_ptr<const Bf16LinearWeight>& bf16_weight() const { return bf16_weight_; }
+
   /// x: (..., In) -> (..., Out).
   template <std::size_t R>
   Var<T, R> forward(const Var<T, R>& x) const {
-    Var<T, R> y = bias ? linear(x, weight.var(), bias->var()) : linear(x, weight.var());
+    Var<T, R> y = base_forward(x);
     return lora && !lora->merged ? lora->apply(x, y) : y;
   }
   template <std::size_t R>
@@ -83,7 +117,69 @@ struct Linear {
       v("lora_B.weight", lora->B);
     }
   }
+
+ private:
+  std::shared_ptr<const Bf16LinearWeight> bf16_weight_;  // null unless use_bf16(true)
+
+  template <std::size_t R>
+  Var<T, R> base_forward(const Var<T, R>& x) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (uses_bf16()) {
+        if (!bias) return linear_bf16(x, bf16_weight_);
+        const Var<float, 1> b = bias->var();
+        return linear_bf16(x, bf16_weight_, &b);
+      }
+    }
+    return bias ? linear(x, weight.var(), bias->var()) : linear(x, weight.var());
+  }
 };
+
+namespace detail {
+template <class X>
+struct is_linear : std::false_type {};
+template <class T>
+struct is_linear<Linear<T>> : std::true_type {};
+
+// Walks a module tree as for_each_parameter does, stopping at each Linear.
+struct Bf16Switch {
+  bool on;
+  int* count;
+
+  template <class X>
+  void operator()(std::string_view name, X& x) const {
+    using Y = std::remove_const_t<X>;
+    if constexpr (is_linear<Y>::value) {
+      if constexpr (std::is_same_v<Y, Linear<float>>) {
+        if (on && !x.weight.trainable()) {
+          x.use_bf16(true);
+          ++*count;
+        } else if (!on && x.bf16_weight()) {
+          x.use_bf16(false);
+          ++*count;
+        }
+      }
+    } else if constexpr (is_parameter<Y>::value) {
+      // a parameter outside a Linear: nothing to switch
+    } else if constexpr (is_vector<Y>::value) {
+      for (auto& e : x) (*this)(name, e);
+    } else if constexpr (is_optional<Y>::value) {
+      if (x) (*this)(name, *x);
+    } else {
+      x.visit(*this);
+    }
+  }
+};
+}  // namespace detail
+
+/// Switches every frozen float Linear inside `module` to bf16 weights (on), or every Linear
+/// holding them back to fp32 (off); returns how many were switched. Trainable Linears and
+/// non-float ones are left alone. Call it after loading weights and freezing the backbone.
+template <class M>
+int use_bf16_weights(M& module, bool on = true) {
+  int count = 0;
+  detail::Bf16Switch{on, &count}("", module);
+  return count;
+}
 
 /// Linear(out, in) with a bias, both initialised as torch.nn.Linear's default:
 /// uniform(-1/sqrt(in), 1/sqrt(in)), the weight drawn from `gen` first, then the bias.

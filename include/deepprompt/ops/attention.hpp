@@ -92,15 +92,16 @@ index_t attention_prefix(const AttentionOptions<T>& opt, index_t B, index_t H, i
   if (shared) {
     const auto& pk = opt.prefix_k.shape();
     check_shapes(pk == opt.prefix_v.shape(), op, "prefix keys and prefix values differ in shape", pk, opt.prefix_v.shape());
-    check_shapes(pk[0] == H && pk[2] == D, op, detail::cat("the shared prefix (H, P, D) does not fit the queries ", queries),
-                 pk, qs);
+    if (!(pk[0] == H && pk[2] == D))  // (the message is built only on failure: no allocation per call)
+      check_shapes(false, op, detail::cat("the shared prefix (H, P, D) does not fit the queries ", queries), pk, qs);
     P = pk[1];
   } else if (batched) {
     const auto& pk = opt.prefix_k_batch.shape();
     check_shapes(pk == opt.prefix_v_batch.shape(), op, "prefix keys and prefix values differ in shape", pk,
                  opt.prefix_v_batch.shape());
-    check_shapes(pk[0] == B && pk[1] == H && pk[3] == D, op,
-                 detail::cat("the per-example prefix (B, H, P, D) does not fit the queries ", queries), pk, qs);
+    if (!(pk[0] == B && pk[1] == H && pk[3] == D))
+      check_shapes(false, op, detail::cat("the per-example prefix (B, H, P, D) does not fit the queries ", queries), pk,
+                   qs);
     P = pk[2];
   }
   a.prefix_len = P;
@@ -255,7 +256,7 @@ Var<T, 2> packed_attention(const Var<T, 2>& q, const Var<T, 2>& k, const Var<T, 
   }
   cpu::AttentionArgs<T> a;
   a.batch = B, a.heads = heads, a.q_len = longest, a.kv_len = longest, a.head_dim = D;
-  detail::attention_prefix(opt, B, heads, D, op, detail::cat("(N, H * D) of ", heads, " heads"), qs, a);
+  detail::attention_prefix(opt, B, heads, D, op, "(N, H * D)", qs, a);
   return detail::run_attention(a, q, k, v, opt, std::move(offs), op);
 }
 

@@ -9,9 +9,17 @@
 //   dW += dy^T x        (W is trainable;      captures x's value only then)
 //   db += sum of dy over the rows
 // so a frozen weight costs one GEMM forward and one backward, and its gradient GEMM never runs.
+//
+// linear_bf16: the same product for a FROZEN weight held in bfloat16 (Bf16LinearWeight, packed
+// once for backend/cpu/gemm_bf16.hpp): x is rounded to bf16 as it is packed, products accumulate
+// in fp32. Its backward gives dx (+= dy W, W in bf16, dy rounded to bf16) and db, never dW.
+#include <memory>
+#include <mutex>
+
 #include "../autodiff/var.hpp"
 #include "../backend/cpu/elementwise.hpp"
 #include "../backend/cpu/gemm.hpp"
+#include "../backend/cpu/gemm_bf16.hpp"
 
 namespace deepprompt {
 
@@ -72,6 +80,81 @@ Var<T, R> linear(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 1>& b
 template <class T, std::size_t R>
 Var<T, R> linear(const Var<T, R>& x, const Var<T, 2>& weight) {
   return detail::linear_impl<T, R>(x, weight, nullptr);
+}
+
+/// A frozen (Out, In) fp32 weight W in bfloat16, packed for linear_bf16: W^T for the forward at
+/// construction, W for the input gradient on the first backward that needs it (thread-safe).
+/// Memory: 2 bytes per element per packing (both: as much as the fp32 weight). It keeps a
+/// reference to the fp32 tensor (for the lazy packing) and does not follow later changes of its
+/// values: pack after loading the weights.
+class Bf16LinearWeight {
+ public:
+  /// requires: weight is (Out, In), not modified while this exists.
+  explicit Bf16LinearWeight(const Tensor<float, 2>& weight)
+      : weight_(weight),
+        forward_(cpu::Trans::Yes, weight.extent(1), weight.extent(0), weight.data(), weight.extent(1)) {}
+
+  index_t in_features() const { return weight_.extent(1); }
+  index_t out_features() const { return weight_.extent(0); }
+  /// W^T (In, Out) in bf16: y = x W^T.
+  const cpu::PackedBf16Matrix& forward_packing() const { return forward_; }
+  /// W (Out, In) in bf16: dx += dy W. Packed on the first call.
+  const cpu::PackedBf16Matrix& backward_packing() const {
+    std::call_once(*once_, [&] {
+      backward_ = cpu::PackedBf16Matrix(cpu::Trans::No, out_features(), in_features(), weight_.data(), in_features());
+    });
+    return backward_;
+  }
+  /// Bytes held by the packings made so far.
+  std::size_t bytes() const { return forward_.bytes() + backward_.bytes(); }
+
+ private:
+  Tensor<float, 2> weight_;  // (Out, In), shares the parameter's storage
+  cpu::PackedBf16Matrix forward_;
+  mutable std::unique_ptr<std::once_flag> once_ = std::make_unique<std::once_flag>();
+  mutable cpu::PackedBf16Matrix backward_;
+};
+
+/// y = x W^T (+ b) with W frozen in bf16.  x: (..., In), w: (Out, In) packed, bias: (Out) or null.
+/// Throws ShapeError naming "linear_bf16" when In or Out disagree.
+/// Backward: dx += dy W (dy rounded to bf16) when x needs a gradient, db += sum of dy over rows
+/// when the bias does; the weight gets no gradient. The tape keeps `w` alive.
+template <std::size_t R>
+Var<float, R> linear_bf16(const Var<float, R>& x, std::shared_ptr<const Bf16LinearWeight> w,
+                          const Var<float, 1>* bias = nullptr) {
+  static_assert(R >= 1, "linear_bf16: x must have at least one axis, (..., In)");
+  const index_t in = w->in_features(), out_features = w->out_features();
+  const Shape<2> ws{out_features, in};
+  check_shapes(x.extent(R - 1) == in, "linear_bf16", "x's last extent must equal weight's In in (Out, In)", x.shape(),
+               ws);
+  if (bias)
+    check_shapes(bias->extent(0) == out_features, "linear_bf16", "bias must have weight's Out extent", bias->shape(),
+                 ws);
+  index_t rows = 1;
+  for (std::size_t i = 0; i + 1 < R; ++i) rows *= x.extent(i);
+
+  Shape<R> ys = x.shape();
+  ys[R - 1] = out_features;
+  Tensor<float, R> y(ys);  // (rows, Out)
+  cpu::gemm_bf16(rows, x.value().data(), in, w->forward_packing(), 0.0f, y.data(), out_features);
+  if (bias) cpu::add_rows<float>(y.data(), bias->value().data(), y.data(), rows, out_features);
+
+  const bool bias_grad = bias && bias->requires_grad();
+  auto out = Var<float, R>::result(y, x.requires_grad() || bias_grad);
+  if (out.requires_grad()) {
+    tape().record(out.node(), [rows, out_features, xn = x.node(), bn = bias_grad ? bias->node() : nullptr,
+                               w = x.requires_grad() ? std::move(w) : nullptr](const Tensor<float, R>& dy) {
+      if (xn) {  // dx (rows, In) += dy (rows, Out) W (Out, In); the first gradient of x is written, not added
+        bool fresh = false;
+        float* dx = xn->accumulator(fresh).data();
+        cpu::gemm_bf16(rows, dy.data(), out_features, w->backward_packing(), fresh ? 0.0f : 1.0f, dx,
+                       w->in_features());
+      }
+      if (bn)  // db (Out) += sum over rows of dy
+        cpu::sum_rows_accumulate<float>(dy.data(), bn->accumulator().data(), rows, out_features);
+    });
+  }
+  return out;
 }
 
 }  // namespace deepprompt
