@@ -43,11 +43,11 @@ inline const std::vector<std::string> kTrainOptions{
     "task", "method", "model", "data", "out", "tokens", "lr", "epochs", "max-steps", "batch", "grad-accum",
     "max-length", "seed", "weight-decay", "warmup-ratio", "max-grad-norm", "dropout", "prefix-dropout",
     "eval-every", "patience", "max-train", "max-eval", "bucket", "resume", "threads", "doc-stride", "distributed", "lora-r", "lora-alpha",
-    "lora-dropout", "stop-after"};
-inline const std::vector<std::string> kEvalOptions{"task",       "model",   "adapter",   "data",
-                                                   "max-eval",   "max-length", "doc-stride", "threads"};
-inline const std::vector<std::string> kPredictOptions{"task",       "model",      "adapter",
-                                                      "input",      "max-length", "doc-stride", "threads"};
+    "lora-dropout", "stop-after", "bf16"};
+inline const std::vector<std::string> kEvalOptions{"task",     "model",      "adapter",    "data",   "max-eval",
+                                                   "max-length", "doc-stride", "threads", "bf16"};
+inline const std::vector<std::string> kPredictOptions{"task",       "model",      "adapter", "input",
+                                                      "max-length", "doc-stride", "threads", "bf16"};
 
 /// A usage error: printed with the sub-command's help hint, exit status 2.
 struct UsageError : std::runtime_error {

@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   const char* help = cmd == "train" ? kTrainHelp : cmd == "eval" ? kEvalHelp : cmd == "predict" ? kPredictHelp : nullptr;
   if (!help) return usage_error("unknown command '" + cmd + "'", kUsage);
   try {
-    const ptune::Args args(argc, argv, 2, {"resume", "bucket", "distributed"});
+    const ptune::Args args(argc, argv, 2, {"resume", "bucket", "distributed", "bf16"});
     if (args.has("help")) {
       std::fputs(help, stdout);
       return 0;

@@ -5,6 +5,7 @@
 //   squad           QaRunner (BERT)                 webnlg   WebnlgRunner (T5; ptv2 and full)
 //   sst2, rte, wsc with a TF.js USE Lite folder (model.json, vocab.json): UseClassificationRunner
 //                   (ptv2, ptv2-hidden, prefix, prompt, ptuning, probe, lora, full; use_defaults() below)
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -96,10 +97,21 @@ inline Setup setup(const Args& a) {
   return s;
 }
 
+/// --bf16: the backbone's frozen Linear weights in bfloat16 (nn/linear.hpp, use_bf16_weights:
+/// AVX512-BF16 products, fp32 accumulation); the method's own parameters stay fp32.
+template <class Backbone>
+void with_bf16(const Args& a, Backbone& backbone) {
+  if (a.has("bf16")) std::fprintf(stderr, "ptune: %d frozen Linear layers on bf16 weights\n", dp::use_bf16_weights(backbone));
+}
+
 inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
   auto bert = dp::DynamicBert<float>::from_pretrained(s.model_dir);
   bert.set_dropout(s.dropout, bert.cfg.attention_probs_dropout_prob);
-  if (!train) return dp::BertMethod::load(std::move(bert), existing_dir(a, "adapter"));
+  if (!train) {
+    dp::BertMethod loaded = dp::BertMethod::load(std::move(bert), existing_dir(a, "adapter"));
+    with_bf16(a, loaded.bert);
+    return loaded;
+  }
   const std::string name = a.str("method", "ptv2");
   const auto m = dp::method_from_name(name);
   if (!m) throw UsageError("unknown method '" + name + "' (" + std::string(dp::kMethodNames) + ")");
@@ -109,7 +121,9 @@ inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
                              .lora_alpha = a.num<double>("lora-alpha", 16.0),
                              .lora_dropout = a.num<double>("lora-dropout", 0.1),
                              .seed = s.ro.seed};
-  return dp::BertMethod::create(std::move(bert), *m, mo);
+  dp::BertMethod method = dp::BertMethod::create(std::move(bert), *m, mo);
+  with_bf16(a, method.bert);
+  return method;
 }
 
 /// The USE Lite runner of a text task: --method from dp::kUseMethodNames when training, else
@@ -122,8 +136,9 @@ int with_use_runner(const Args& a, bool train, const Setup& s, const fs::path& d
                                      : cut(tasks::read_text_task(s.task, data), a);
   if (!train) {
     d.train.clear();
-    tasks::UseClassificationRunner r(tasks::load_use_adapter(std::move(model), existing_dir(a, "adapter")), tok,
-                                     std::move(d), s.ro);
+    tasks::UseClassifier loaded = tasks::load_use_adapter(std::move(model), existing_dir(a, "adapter"));
+    with_bf16(a, loaded.backbone.use);
+    tasks::UseClassificationRunner r(std::move(loaded), tok, std::move(d), s.ro);
     return f(r);
   }
   const std::string name = a.str("method", "ptv2");
@@ -135,8 +150,9 @@ int with_use_runner(const Args& a, bool train, const Setup& s, const fs::path& d
                                 .lora_alpha = a.num<double>("lora-alpha", 16.0),
                                 .lora_dropout = a.num<double>("lora-dropout", 0.1),
                                 .seed = s.ro.seed};
-  tasks::UseClassificationRunner r(dp::UseLiteMethod::create(std::move(model), *m, mo), tok, std::move(d), s.ro,
-                                   s.dropout);
+  dp::UseLiteMethod method = dp::UseLiteMethod::create(std::move(model), *m, mo);
+  with_bf16(a, method.use);
+  tasks::UseClassificationRunner r(std::move(method), tok, std::move(d), s.ro, s.dropout);
   return f(r);
 }
 

@@ -20,14 +20,22 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 "$MAKE_MODEL" bert "$VOCAB" "$TMP/model" 32 2 4 64 1 || { echo "FAIL: make_tiny_model bert"; exit 1; }
 
-for method in ptv2 ptv2-hidden lora; do
-  OUT="$TMP/out-$method"
+# ptv2+bf16: P-Tuning v2 with the frozen backbone's Linear weights in bfloat16 (--bf16): the 2 layers'
+# 6 Linears and the pooler's, 13
+for variant in ptv2 ptv2-hidden lora ptv2+bf16; do
+  method=${variant%+bf16}
+  extra=""
+  [ "$variant" != "$method" ] && extra="--bf16"
+  OUT="$TMP/out-$variant"
   if ! "$PTUNE" train --task sst2 --method "$method" --model "$TMP/model" --data "$DATA" --out "$OUT" \
-       --epochs 12 --batch 4 --lr 5e-2 --dropout 0 --seed 3 --threads 2 > "$TMP/train.json" 2> "$TMP/train.log"; then
-    fail "$method: ptune train failed"; cat "$TMP/train.log"; continue
+       --epochs 12 --batch 4 --lr 5e-2 --dropout 0 --seed 3 --threads 2 $extra > "$TMP/train.json" 2> "$TMP/train.log"; then
+    fail "$variant: ptune train failed"; cat "$TMP/train.log"; continue
   fi
-  grep -q "trainable" "$TMP/train.log" || fail "$method: no parameter report"
-  python3 - "$OUT" "$method" <<'PYEOF' || fail "$method: outputs"
+  grep -q "trainable" "$TMP/train.log" || fail "$variant: no parameter report"
+  if [ -n "$extra" ]; then
+    grep -q "ptune: 13 frozen Linear layers on bf16 weights" "$TMP/train.log" || fail "$variant: no bf16 weights"
+  fi
+  python3 - "$OUT" "$method" <<'PYEOF' || fail "$variant: outputs"
 import json, sys
 out, method = sys.argv[1], sys.argv[2]
 log = [json.loads(l) for l in open(out + "/eval_log.jsonl")]
@@ -41,7 +49,7 @@ assert cfg["peft_type"] == want and cfg["task_type"] == "SEQ_CLS", cfg
 best = max(l["accuracy"] for l in log)
 open(out + "/best_accuracy", "w").write(repr(best))
 PYEOF
-  if ! "$PTUNE" eval --task sst2 --model "$TMP/model" --adapter "$OUT/best" --data "$DATA" > "$TMP/eval.json" 2> "$TMP/eval.log"; then
+  if ! "$PTUNE" eval --task sst2 --model "$TMP/model" --adapter "$OUT/best" --data "$DATA" $extra > "$TMP/eval.json" 2> "$TMP/eval.log"; then
     fail "$method: ptune eval failed"; cat "$TMP/eval.log"; continue
   fi
   python3 - "$OUT" "$TMP/eval.json" <<'PYEOF' || fail "$method: eval differs from the best training evaluation"
