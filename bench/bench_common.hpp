@@ -245,6 +245,7 @@ class Trainer {
     opt_->zero_grad();
     dp::BertRun run{.training = true, .shift_positions = true, .generator = &drop_gen_};
     if constexpr (requires { o_.unpadded; }) run.unpadded = o_.unpadded;
+    if constexpr (requires { o_.first_token_only; }) run.first_token_only = o_.first_token_only;
     dp::BertOutput<float> out = prompted_ ? ptv2_->forward(batch_.ids, batch_.mask, {}, run)
                                           : full_->forward(batch_.ids, batch_.mask, {}, run);
     Var<float, 0> loss = dp::cross_entropy(head_.forward(out.pooler_output, &drop_gen_, true), batch_.labels);

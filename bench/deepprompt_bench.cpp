@@ -6,6 +6,7 @@
 //       [--batch 8] [--seq 128] [--lengths a,b,...] [--layers 12] [--hidden 768] [--heads 12]
 //       [--ffn 3072] [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--threads 2]
 //       [--dtype f32|bf16] [--runs 3] [--warmup 1] [--seed 0] [--unpadded 1]
+//       [--first-token-only 1]
 //   (flags as "--name value" or "--name=value")
 // --dtype bf16 (forward, infer-folded, ptv2-step): the backbone is frozen and its Linear weights
 // held in bfloat16 (nn/linear.hpp use_bf16_weights: AVX512-BF16 products, fp32 accumulation;
@@ -24,7 +25,11 @@
 //                 denominator of a step's share of the peak; compare.sh runs it in the same run).
 // The batch: row b has seq - b * (seq / batch) real tokens (128, 112, ..., 16 for 8 x 128), or
 // --lengths. --unpadded 1 (default) runs the layers on the real tokens only (BertRun::unpadded);
-// 0 computes the padded positions too, as PyTorch does.
+// 0 computes the padded positions too, as PyTorch does. --first-token-only 1 (default; steps
+// only) tells the model that the loss reads each row's [CLS] only (BertRun::first_token_only, as
+// the library's sequence classifier does): the last layer's queries, attention output and
+// feed-forward run on B rows instead of N. The useful FLOPs are counted as if every row went
+// through it (the same count as PyTorch's work).
 //
 // One JSON line on stdout: ms_median / ms_min / ms_max of the timed calls after --warmup untimed
 // ones, peak_rss_mib (getrusage), useful_gflop and gflops = useful_gflop / median seconds, where
@@ -60,6 +65,7 @@ struct Options {
   std::uint64_t seed = 0;
   std::string dtype = "f32";
   bool unpadded = true;
+  bool first_token_only = true;  // ptv2-step, full-step: the loss reads [CLS] only (BertRun)
 };
 
 [[noreturn]] void usage(const std::string& msg) {
@@ -68,7 +74,8 @@ struct Options {
                "usage: deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded|gemm-peak\n"
                "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
                "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
-               "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n",
+               "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n"
+               "         [--first-token-only 0|1]\n",
                msg.c_str());
   std::exit(2);
 }
@@ -109,6 +116,9 @@ Options parse(int argc, char** argv) {
     } else if (a == "--unpadded") {
       if (v != "0" && v != "1") usage("--unpadded takes 0 or 1");
       o.unpadded = v == "1";
+    } else if (a == "--first-token-only") {
+      if (v != "0" && v != "1") usage("--first-token-only takes 0 or 1");
+      o.first_token_only = v == "1";
     } else if (a == "--batch") integer(o.batch, 1);
     else if (a == "--seq") integer(o.seq, 2);
     else if (a == "--layers") integer(o.layers, 1);
@@ -193,7 +203,7 @@ std::vector<double> run_inference(const Options& o, const Batch& in) {
 double gemm_peak() {
   const index_t M = 1024;
   double best = 0;
-  for (const auto [N, K] : {std::pair<index_t, index_t>{768, 768}, {3072, 768}, {768, 3072}}) {
+  for (const auto& [N, K] : {std::pair<index_t, index_t>{768, 768}, {3072, 768}, {768, 3072}}) {
     std::vector<float> a(static_cast<std::size_t>(M * K), 0.5f), w(static_cast<std::size_t>(N * K), 0.25f),
         c(static_cast<std::size_t>(M * N));
     auto call = [&] {
@@ -245,6 +255,7 @@ int main(int argc, char** argv) {
                   {"hidden", o.hidden}, {"heads", o.heads}, {"ffn", o.ffn}, {"vocab", o.vocab}, {"prefix", o.prefix},
                   {"labels", o.labels}, {"dropout", o.dropout}, {"threads", o.threads}, {"dtype", o.dtype},
                   {"runs", o.runs}, {"warmup", o.warmup}, {"seed", o.seed}, {"unpadded", o.unpadded},
+                  {"first_token_only", o.first_token_only},
                   {"omp_wait_policy", omp_wait_policy()}});
     std::printf("%s\n", j.dump().c_str());
     return 0;

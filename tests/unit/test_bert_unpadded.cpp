@@ -60,7 +60,7 @@ struct Run {
   std::vector<Tensor<float, 4>> grad_batch;
 };
 
-Run run(int prefix, bool unpadded, const Tensor<std::int64_t, 2>& mask) {
+Run run(int prefix, bool unpadded, const Tensor<std::int64_t, 2>& mask, bool first_token_only = false) {
   auto bert = tiny_bert<float>();
   const Batch in = batch();
   std::vector<dp::Parameter<float, 3>> pk, pv;
@@ -79,7 +79,19 @@ Run run(int prefix, bool unpadded, const Tensor<std::int64_t, 2>& mask) {
   };
   dp::BertRun r;
   r.unpadded = unpadded;
+  r.first_token_only = first_token_only;
   const auto out = bert.forward(in.ids, mask, {}, r, prefixes);
+  if (first_token_only) {  // (B, 1, C): a loss on the pooled output only
+    const auto loss = dp::sum(dp::mul(out.pooler_output, Var<float, 2>(random_tensor<float, 2>({kB, kC}, 51))));
+    Run res{out.last_hidden_state.value().clone(), out.pooler_output.value().clone(), {}, {}};
+    loss.backward();
+    for (index_t l = 0; l < kLayers; ++l) {
+      const auto i = static_cast<std::size_t>(l);
+      if (prefix == 1) res.grad_shared.push_back(pk[i].grad().clone()), res.grad_shared.push_back(pv[i].grad().clone());
+      if (prefix == 2) res.grad_batch.push_back(pkb[i].grad().clone()), res.grad_batch.push_back(pvb[i].grad().clone());
+    }
+    return res;
+  }
   // a loss that reads the real positions and the pooled output
   auto w = Tensor<float, 3>::zeros({kB, kT, kC});
   const auto wr = random_tensor<float, 3>({kB, kT, kC}, 50);
@@ -125,6 +137,41 @@ TEST_CASE("bert unpadded: equals the padded run on the real positions, prefix gr
     for (std::size_t i = 0; i < a.grad_batch.size(); ++i) CHECK(dp_test::max_abs_diff(a.grad_batch[i], b.grad_batch[i]) < 2e-5);
     if (prefix > 0) CHECK(!(a.grad_shared.empty() && a.grad_batch.empty()));
   }
+}
+
+TEST_CASE("bert unpadded, first token only: the [CLS] rows and the pooled output of the full run, prefix gradients too") {
+  for (int prefix : {1, 2}) {
+    CAPTURE(prefix);
+    const auto mask = batch().mask;
+    const Run a = run(prefix, false, mask, false), b = run(prefix, true, mask, true);
+    REQUIRE(b.hidden.shape() == Shape<3>{kB, 1, kC});
+    double err = 0;
+    for (index_t r = 0; r < kB; ++r)
+      for (index_t c = 0; c < kC; ++c) err = std::max(err, double(std::abs(a.hidden(r, 0, c) - b.hidden(r, 0, c))));
+    CHECK(err < 2e-5);
+    CHECK(dp_test::max_abs_diff(a.pooled, b.pooled) < 2e-5);
+    // the gradients of a pooled-only loss: compare with the full unpadded run on the same loss
+    // (the padded path ignores first_token_only: d is the whole computation with the same loss)
+    const Run c = run(prefix, true, mask, true), d = run(prefix, false, mask, true);
+    REQUIRE(d.hidden.shape() == Shape<3>{kB, kT, kC});
+    for (std::size_t i = 0; i < c.grad_shared.size(); ++i) CHECK(dp_test::max_abs_diff(c.grad_shared[i], d.grad_shared[i]) < 2e-5);
+    for (std::size_t i = 0; i < c.grad_batch.size(); ++i) CHECK(dp_test::max_abs_diff(c.grad_batch[i], d.grad_batch[i]) < 2e-5);
+    CHECK(!(c.grad_shared.empty() && c.grad_batch.empty()));
+  }
+}
+
+TEST_CASE("bert unpadded, first token only: the prefix gradient by finite differences (double), dropout on") {
+  auto bert = tiny_bert<double>(0.2);
+  const Batch in = batch();
+  auto f = [&](auto pk, auto pv) {
+    dp::Generator gen(9);
+    dp::BertRun r{.training = true, .generator = &gen};
+    r.unpadded = true;
+    r.first_token_only = true;
+    auto prefix = [&](index_t) { return dp::KVPrefix<double>::shared(pk, pv); };
+    return bert.forward(in.ids, in.mask, {}, r, prefix).pooler_output;
+  };
+  dp_test::expect_ad(f, random_tensor<double, 3>({kH, kP, kD}, 62), random_tensor<double, 3>({kH, kP, kD}, 63));
 }
 
 TEST_CASE("bert unpadded: a mask that is not right-padded takes the padded path (the same bits)") {

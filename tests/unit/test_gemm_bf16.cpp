@@ -129,7 +129,8 @@ TEST_CASE("gemm_bf16: beta other than 0 and 1, K == 0, M == 0") {
   CHECK(c == std::vector<float>{2, 4, 6, 8, 10, 12});
   cpu::gemm_bf16(2, a.data(), 0, empty_k, 0.0f, c.data(), 3);
   CHECK(c == std::vector<float>(6, 0.0f));
-  const PackedBf16Matrix b(Trans::No, 4, 3, a.data(), 3);
+  const std::vector<float> b_src(12, 1.0f);  // (K, N) = (4, 3)
+  const PackedBf16Matrix b(Trans::No, 4, 3, b_src.data(), 3);
   cpu::gemm_bf16(0, a.data(), 4, b, 0.0f, c.data(), 3);  // nothing to do, nothing read
 }
 

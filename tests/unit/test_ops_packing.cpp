@@ -206,6 +206,41 @@ TEST_CASE("packed_attention: dropout keeps about 1 - p; results do not depend on
   CHECK(dp_test::max_abs_diff(y0, y1) > 1e-3);
 }
 
+TEST_CASE("packed_attention with query offsets: the chosen rows of the full attention, gradients too") {
+  const std::vector<index_t> offsets{0, 3, 4, 9}, first{0, 1, 2, 3}, rows{0, 3, 4};  // each sequence's first row
+  const index_t N = 9, H = 2, D = 3, C = H * D, P = 2;
+  const auto qv = random_tensor<float, 2>({N, C}, 60), kv = random_tensor<float, 2>({N, C}, 61),
+             vv = random_tensor<float, 2>({N, C}, 62);
+  dp::AttentionOptions<float> o;
+  o.prefix_k = Var<float, 3>(random_tensor<float, 3>({H, P, D}, 63));
+  o.prefix_v = Var<float, 3>(random_tensor<float, 3>({H, P, D}, 64));
+  const auto full = dp::packed_attention(Var<float, 2>(qv), Var<float, 2>(kv), Var<float, 2>(vv), H, offsets, o).value();
+  auto q1 = Tensor<float, 2>({3, C});
+  for (index_t r = 0; r < 3; ++r)
+    for (index_t c = 0; c < C; ++c) q1(r, c) = qv(rows[static_cast<std::size_t>(r)], c);
+  const auto some = dp::packed_attention(Var<float, 2>(q1), Var<float, 2>(kv), Var<float, 2>(vv), H, offsets, o, first).value();
+  REQUIRE(some.shape() == Shape<2>{3, C});
+  double err = 0;
+  for (index_t r = 0; r < 3; ++r)
+    for (index_t c = 0; c < C; ++c) err = std::max(err, double(std::abs(some(r, c) - full(rows[static_cast<std::size_t>(r)], c))));
+  CHECK(err < 1e-6);
+  // gradients of q, k, v and the shared prefix, with dropout (fixed stream)
+  auto f = [&](auto q, auto k, auto v, auto pk, auto pv) {
+    dp::Generator gen(4);
+    dp::AttentionOptions<double> od;
+    od.dropout = 0.25;
+    od.generator = &gen;
+    od.prefix_k = pk, od.prefix_v = pv;
+    return dp::packed_attention(q, k, v, H, offsets, od, first);
+  };
+  expect_ad(f, random_tensor<double, 2>({3, C}, 65), random_tensor<double, 2>({N, C}, 66),
+            random_tensor<double, 2>({N, C}, 67), random_tensor<double, 3>({H, P, D}, 68),
+            random_tensor<double, 3>({H, P, D}, 69));
+  const std::vector<index_t> wrong{0, 1, 2};
+  CHECK_THROWS_WITH_AS(dp::packed_attention(Var<float, 2>(q1), Var<float, 2>(kv), Var<float, 2>(vv), H, offsets, o, wrong),
+                       doctest::Contains("query offsets must be 4 values"), dp::ShapeError);
+}
+
 TEST_CASE("packed_attention: errors name the op and the shapes") {
   const auto q = random_tensor<float, 2>({5, 4}, 40);
   const Var<float, 2> x(q);

@@ -144,14 +144,14 @@ struct BertSelfAttention {
   /// packed sequences (AttentionCall::offsets; then no mask).
   Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
                     bool training, std::span<const index_t> offsets = {}) const {
-    AttentionCall<T> call;
-    call.mask = mask;
-    call.offsets = offsets;
-    call.prefix = prefix;
-    call.dropout = dropout.p;
-    call.generator = gen;
-    call.training = training;
-    return multi_head_attention(query(x), key(x), value(x), heads, call);
+    return attend(x, x, mask, prefix, gen, training, offsets, {});
+  }
+  /// Packed sequences x (1, N, C) (offsets) whose queries are only the rows xq (1, Nq, C), sequence
+  /// b's at query_offsets [b, b + 1): the context of those rows (1, Nq, C).
+  Var<T, 3> forward_queries(const Var<T, 3>& xq, const Var<T, 3>& x, const KVPrefix<T>& prefix, Generator* gen,
+                            bool training, std::span<const index_t> offsets,
+                            std::span<const index_t> query_offsets) const {
+    return attend(xq, x, {}, prefix, gen, training, offsets, query_offsets);
   }
 
   /// The keys and values that P hidden vectors h (P, C) would contribute if they were tokens
@@ -163,6 +163,20 @@ struct BertSelfAttention {
       return permute(reshape<3>(y, Shape<3>{P, heads, D}), {1, 0, 2});
     };
     return KVPrefix<T>::shared(heads_first(key(h)), heads_first(value(h)));
+  }
+
+  Var<T, 3> attend(const Var<T, 3>& xq, const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix,
+                   Generator* gen, bool training, std::span<const index_t> offsets,
+                   std::span<const index_t> query_offsets) const {
+    AttentionCall<T> call;
+    call.mask = mask;
+    call.offsets = offsets;
+    call.query_offsets = query_offsets;
+    call.prefix = prefix;
+    call.dropout = dropout.p;
+    call.generator = gen;
+    call.training = training;
+    return multi_head_attention(query(xq), key(x), value(x), heads, call);
   }
 
   template <class V>
@@ -249,6 +263,17 @@ struct BertLayer {
                     bool training, std::span<const index_t> offsets = {}) const {
     Var<T, 3> h = attention.output.forward(attention.self_attention.forward(x, mask, prefix, gen, training, offsets),
                                            x, gen, training);
+    return output.forward(intermediate.forward(h), h, gen, training);
+  }
+  /// The layer's outputs for the rows xq (1, Nq, C) only of packed sequences x (1, N, C)
+  /// (BertSelfAttention::forward_queries): every row serves as key and value, only xq's rows
+  /// go through the attention output and the feed-forward.
+  Var<T, 3> forward_queries(const Var<T, 3>& xq, const Var<T, 3>& x, const KVPrefix<T>& prefix, Generator* gen,
+                            bool training, std::span<const index_t> offsets,
+                            std::span<const index_t> query_offsets) const {
+    Var<T, 3> h = attention.output.forward(
+        attention.self_attention.forward_queries(xq, x, prefix, gen, training, offsets, query_offsets), xq, gen,
+        training);
     return output.forward(intermediate.forward(h), h, gen, training);
   }
 
@@ -359,6 +384,11 @@ struct BertRun {
   /// positions (the padded run gives vectors there that nothing should read), and dropout draws
   /// other words. Other masks take the padded path.
   bool unpadded = false;
+  /// With unpadded: the caller reads only each row's first token ([CLS]: pooler_output, or
+  /// last_hidden_state[:, 0]). The last layer then computes its outputs for those rows only (its
+  /// keys and values still come from every token), and last_hidden_state is (B, 1, C). The
+  /// sequence classification head sets it.
+  bool first_token_only = false;
 };
 
 /// No key/value prefix (the default of Bert::forward).
@@ -788,11 +818,22 @@ class Bert {
     if (lengths) {
       const std::vector<index_t> offsets = sequence_offsets(*lengths);
       x = pack_sequences(x, *lengths);  // (1, N, C)
-      for (index_t l = 0; l < cfg.layers; ++l) {
+      const index_t full_layers = run.first_token_only ? cfg.layers - 1 : cfg.layers;
+      for (index_t l = 0; l < full_layers; ++l) {
         const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
         x = layer.forward(x, {}, l == 0 ? first : prefix_at(prefix, l), gen, run.training, offsets);
       }
-      x = unpack_sequences(x, *lengths, L);  // (B, T, C), zeros at padding
+      if (full_layers < cfg.layers) {  // the last layer for the first tokens only
+        const std::vector<index_t> ones(static_cast<std::size_t>(B), 1);
+        const std::vector<index_t> first_rows = sequence_offsets(ones);  // {0, 1, ..., B}
+        const Var<T, 3> xq = pack_sequences(unpack_sequences(x, *lengths, L), ones);  // (1, B, C)
+        const auto& layer = encoder.layer.back();
+        x = reshape<3>(layer.forward_queries(xq, x, full_layers == 0 ? first : prefix_at(prefix, full_layers), gen,
+                                             run.training, offsets, first_rows),
+                       Shape<3>{B, 1, cfg.hidden});  // (B, 1, C)
+      } else {
+        x = unpack_sequences(x, *lengths, L);  // (B, T, C), zeros at padding
+      }
     } else {
       for (index_t l = 0; l < cfg.layers; ++l) {
         const auto& layer = encoder.layer[static_cast<std::size_t>(l)];

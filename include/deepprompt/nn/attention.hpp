@@ -62,6 +62,9 @@ struct AttentionCall {
   /// (1, N, H*D), sequence b being tokens [offsets[b], offsets[b + 1]); empty: the padded
   /// (B, T, H*D) layout. No mask, bias or causal masking with it.
   std::span<const index_t> offsets{};
+  /// With offsets: the queries' own offsets when they are other rows than the keys' (q is then
+  /// (1, Nq, H*D), e.g. one row per sequence); empty: the keys' rows.
+  std::span<const index_t> query_offsets{};
 };
 
 /// (B, T, H*D) -> (B, H, T, D).
@@ -103,7 +106,7 @@ Var<T, 3> multi_head_attention(const Var<T, 3>& q, const Var<T, 3>& k, const Var
     if (q.extent(0) != 1)
       throw ShapeError(detail::cat("multi_head_attention: packed sequences come as (1, N, H*D), got ", shape_str(q.shape())));
     auto flat = [](const Var<T, 3>& x) { return reshape<2>(x, Shape<2>{x.extent(1), x.extent(2)}); };
-    const Var<T, 2> y = packed_attention(flat(q), flat(k), flat(v), heads, call.offsets, o);  // (N, H*D)
+    const Var<T, 2> y = packed_attention(flat(q), flat(k), flat(v), heads, call.offsets, o, call.query_offsets);  // (Nq, H*D)
     return reshape<3>(y, Shape<3>{1, y.extent(0), y.extent(1)});
   }
   return merge_heads(

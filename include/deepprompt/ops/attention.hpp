@@ -230,33 +230,53 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
 /// the tests), and skips the padded rows' and keys' work. Options: the prefix (shared
 /// (H, P, D) or per example (B, H, P, D)), scale and dropout (other words than the padded form
 /// draws); mask, bias and causal are not supported here (ShapeError / Error).
+/// query_offsets (optional, B + 1 values {0, ..., Nq}): the queries are other rows than the
+/// keys, q (Nq, H * D) with sequence b's queries at rows [query_offsets[b], query_offsets[b + 1])
+/// (e.g. each sequence's first token only: what a classifier reading [CLS] needs of a last
+/// layer); the result is then (Nq, H * D).
 /// requires: offsets = {0, ..., N}, non-decreasing, B + 1 >= 2 values; heads divides q's width.
 template <class T>
 Var<T, 2> packed_attention(const Var<T, 2>& q, const Var<T, 2>& k, const Var<T, 2>& v, index_t heads,
-                           std::span<const index_t> offsets, const AttentionOptions<T>& opt = {}) {
+                           std::span<const index_t> offsets, const AttentionOptions<T>& opt = {},
+                           std::span<const index_t> query_offsets = {}) {
   static_assert(std::is_floating_point_v<T>, "packed_attention: T must be float or double");
   constexpr std::string_view op = "packed_attention";
   const auto& qs = q.shape();
-  check_shapes(k.shape() == qs && v.shape() == qs, op, "queries, keys and values must have one shape (N, H * D)", qs,
-               Shape<4>{k.extent(0), k.extent(1), v.extent(0), v.extent(1)});
+  const auto& ks = k.shape();
+  check_shapes(v.shape() == ks && qs[1] == ks[1] && (!query_offsets.empty() || qs[0] == ks[0]), op,
+               "keys and values must have one shape (N, H * D), the queries the same width (and rows, without "
+               "query offsets); got queries and keys",
+               qs, ks);
   if (heads <= 0 || qs[1] % heads != 0)
     throw ShapeError(detail::cat(op, ": ", heads, " heads do not divide the width of ", shape_str(qs)));
-  if (offsets.size() < 2 || offsets.front() != 0 || offsets.back() != qs[0])
-    throw ShapeError(detail::cat(op, ": the offsets must run from 0 to the ", qs[0], " rows of ", shape_str(qs),
+  if (offsets.size() < 2 || offsets.front() != 0 || offsets.back() != ks[0])
+    throw ShapeError(detail::cat(op, ": the offsets must run from 0 to the ", ks[0], " rows of ", shape_str(ks),
                                  " (", offsets.size(), " offsets given)"));
+  if (!query_offsets.empty() &&
+      (query_offsets.size() != offsets.size() || query_offsets.front() != 0 || query_offsets.back() != qs[0]))
+    throw ShapeError(detail::cat(op, ": the query offsets must be ", offsets.size(), " values from 0 to the ", qs[0],
+                                 " query rows of ", shape_str(qs), " (", query_offsets.size(), " given)"));
   if (!opt.mask.empty() || !opt.bias.value().empty() || opt.causal)
     throw Error(detail::cat(op, ": masks, biases and causal masking are not supported on packed sequences"));
-  auto offs = std::make_shared<const std::vector<index_t>>(offsets.begin(), offsets.end());
+  // the key offsets, then (when given) the query offsets, in one buffer the tape keeps alive
+  std::vector<index_t> both(offsets.begin(), offsets.end());
+  both.insert(both.end(), query_offsets.begin(), query_offsets.end());
+  auto offs = std::make_shared<const std::vector<index_t>>(std::move(both));
+  auto longest_of = [&](std::span<const index_t> o) {
+    index_t m = 0;
+    for (std::size_t b = 0; b + 1 < o.size(); ++b) {
+      const index_t n = o[b + 1] - o[b];
+      if (n < 0) throw ShapeError(detail::cat(op, ": offsets decrease at sequence ", b, " (", o[b], " to ", o[b + 1], ")"));
+      m = std::max(m, n);
+    }
+    return m;
+  };
   const index_t B = static_cast<index_t>(offsets.size()) - 1, D = qs[1] / heads;
-  index_t longest = 0;
-  for (index_t b = 0; b < B; ++b) {
-    const index_t n = (*offs)[b + 1] - (*offs)[b];
-    if (n < 0) throw ShapeError(detail::cat(op, ": offsets decrease at sequence ", b, " (", (*offs)[b], " to ", (*offs)[b + 1], ")"));
-    longest = std::max(longest, n);
-  }
+  const index_t longest = longest_of(offsets), longest_q = query_offsets.empty() ? longest : longest_of(query_offsets);
   cpu::AttentionArgs<T> a;
-  a.batch = B, a.heads = heads, a.q_len = longest, a.kv_len = longest, a.head_dim = D;
+  a.batch = B, a.heads = heads, a.q_len = longest_q, a.kv_len = longest, a.head_dim = D;
   detail::attention_prefix(opt, B, heads, D, op, "(N, H * D)", qs, a);
+  if (!query_offsets.empty()) a.q_offsets = offs->data() + offsets.size();
   return detail::run_attention(a, q, k, v, opt, std::move(offs), op);
 }
 

@@ -77,6 +77,10 @@ struct AttentionArgs {
   index_t bias_cols = 0;            // Tk or P + Tk
   bool causal = false;
   const index_t* offsets = nullptr;  // packed layout: B + 1 row offsets, offsets[0] == 0
+  // packed layout, queries other than the keys' rows: sequence b's queries are rows
+  // [q_offsets[b], q_offsets[b + 1]) of q and out (e.g. only each sequence's first token);
+  // nullptr: the same rows as the keys
+  const index_t* q_offsets = nullptr;
   T scale = T(1);
   T dropout = T(0);  // probability of dropping; 0: none. requires: 0 <= dropout <= 1
   std::uint64_t seed = 0, first_word = 0;  // of the dropout words (unused when dropout is 0 or 1)
@@ -87,7 +91,7 @@ struct AttentionArgs {
   index_t keep_words_per_row() const { return (keys() + 63) / 64; }
   // The words of keep_bits; 0 when dropout draws nothing (0 or 1).
   // Query rows: B * Tq padded, N packed.
-  index_t query_rows() const { return offsets ? offsets[batch] : batch * q_len; }
+  index_t query_rows() const { return q_offsets ? q_offsets[batch] : offsets ? offsets[batch] : batch * q_len; }
   index_t keep_words() const {
     return dropout > T(0) && dropout < T(1) ? query_rows() * heads * keep_words_per_row() : 0;
   }
@@ -116,7 +120,7 @@ struct Pair {
   index_t tq, tk, w;         // queries, real keys, P + tk
   index_t ld;                // row stride of q, k, v, out and their gradients: D padded, H * D packed
   index_t q0, k0;            // element offset of its first query / key row in q, out / k, v
-  index_t n0 = 0;            // packed: the sequence's first row
+  index_t n0 = 0;            // packed: the sequence's first query row
   index_t row0, row_step;    // query i's row in stats, keep bits and dropout words: row0 + i * row_step
   const T *q, *k, *v, *pk, *pv, *mask, *bias;
   // Prefix panels (packed layout, shared prefix; PrefixPanels): this pair's rows of its head's
@@ -140,12 +144,13 @@ Pair<T> pair_of(const AttentionArgs<T>& a, index_t b, index_t h) {
   Pair<T> p{};
   p.b = b, p.h = h, p.bh = bh;
   if (a.offsets) {
-    const index_t n0 = a.offsets[b];
-    p.tq = p.tk = a.offsets[b + 1] - n0;
+    const index_t n0 = a.offsets[b], q0 = a.q_offsets ? a.q_offsets[b] : n0;
+    p.tk = a.offsets[b + 1] - n0;
+    p.tq = a.q_offsets ? a.q_offsets[b + 1] - q0 : p.tk;
     p.ld = a.heads * D;
-    p.q0 = p.k0 = n0 * p.ld + h * D;
-    p.row0 = n0 * a.heads + h, p.row_step = a.heads;
-    p.n0 = n0;
+    p.q0 = q0 * p.ld + h * D, p.k0 = n0 * p.ld + h * D;
+    p.row0 = q0 * a.heads + h, p.row_step = a.heads;
+    p.n0 = q0;
   } else {
     p.tq = a.q_len, p.tk = a.kv_len, p.ld = D;
     p.q0 = bh * a.q_len * D, p.k0 = bh * a.kv_len * D;

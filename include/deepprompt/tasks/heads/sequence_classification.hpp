@@ -141,8 +141,10 @@ class SequenceClassifier {
   /// logits (B, K) of a batch: anything with input_ids, attention_mask, token_type_ids (B, T).
   template <class Batch>
   Var<T, 2> forward(const Batch& batch, const BertRun& run = {}) {
+    BertRun r = run;
+    r.first_token_only = true;  // the head reads the pooled first token only
     const BertOutput<T> out =
-        heads_detail::run_backbone(backbone, batch.input_ids, batch.attention_mask, batch.token_type_ids, run);
+        heads_detail::run_backbone(backbone, batch.input_ids, batch.attention_mask, batch.token_type_ids, r);
     return head.forward(out.pooler_output, run.generator ? run.generator : &generator, run.training);
   }
 
