@@ -1,0 +1,305 @@
+#pragma once
+// The modules of a BERT layer stack, as Hugging Face's BertModel names them (models/bert.hpp
+// assembles them into the model and documents the names): embeddings, self-attention (with a
+// key/value prefix and packed sequences), the residual outputs, the feed-forward, the layer,
+// the encoder, the pooler and the masked-LM head.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "../nn/activation.hpp"
+#include "../nn/attention.hpp"
+#include "../nn/dropout.hpp"
+#include "../nn/embedding.hpp"
+#include "../nn/linear.hpp"
+#include "../nn/module.hpp"
+#include "../nn/norm.hpp"
+#include "../ops/concat.hpp"
+#include "../ops/shape.hpp"
+#include "bert_config.hpp"
+
+namespace deepprompt {
+
+template <class T>
+struct BertEmbeddings {
+  Embedding<T> word_embeddings;        // (V, C), padding_idx = pad_token_id
+  Embedding<T> position_embeddings;    // (MaxPositions, C)
+  Embedding<T> token_type_embeddings;  // (TypeVocab, C)
+  LayerNorm<T> norm;                   // "LayerNorm"
+  Dropout dropout;
+
+  BertEmbeddings() = default;
+  template <BertConfigLike Cfg>
+  BertEmbeddings(const Cfg& c, Generator& gen)
+      : word_embeddings(c.vocab, c.hidden, gen, c.pad_token_id, c.initializer_range),
+        position_embeddings(c.max_positions, c.hidden, gen, std::nullopt, c.initializer_range),
+        token_type_embeddings(c.type_vocab, c.hidden, gen, std::nullopt, c.initializer_range),
+        norm(c.hidden, c.layer_norm_eps),
+        dropout(c.hidden_dropout_prob) {}
+
+  /// ids, types: (B, T) -> (B, T, C); the positions are past, ..., past + T - 1.
+  Var<T, 3> forward(const Tensor<std::int64_t, 2>& ids, const Tensor<std::int64_t, 2>& types, index_t past,
+                    Generator* gen, bool training) const {
+    const index_t L = ids.extent(1);
+    Tensor<std::int64_t, 1> positions({L});  // (T)
+    for (index_t t = 0; t < L; ++t) positions.data()[t] = past + t;
+    return combine(word_embeddings(ids), types, positions, gen, training);
+  }
+
+  /// The embedding output of given word vectors: words (B, T, C) (looked up, or HF's
+  /// inputs_embeds), types (B, T), positions (T) shared by the rows or (B, T) -> (B, T, C).
+  template <std::size_t PR>
+  Var<T, 3> combine(const Var<T, 3>& words, const Tensor<std::int64_t, 2>& types,
+                    const Tensor<std::int64_t, PR>& positions, Generator* gen, bool training) const {
+    Var<T, 3> x = add(words, token_type_embeddings(types));  // as HF: (word + type) + position
+    x = add(x, position_embeddings(positions));              // (B, T, C) + (T, C) or (B, T, C)
+    return dropout.forward(norm(x), gen, training);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("word_embeddings", word_embeddings);
+    v("position_embeddings", position_embeddings);
+    v("token_type_embeddings", token_type_embeddings);
+    v("LayerNorm", norm);
+  }
+};
+
+template <class T>
+struct BertSelfAttention {
+  Linear<T> query, key, value;  // (C, C) each
+  index_t heads = 0;
+  Dropout dropout;  // on the attention probabilities
+
+  BertSelfAttention() = default;
+  template <BertConfigLike Cfg>
+  BertSelfAttention(const Cfg& c, Generator& gen)
+      : query(c.hidden, c.hidden, true, gen, c.initializer_range),
+        key(c.hidden, c.hidden, true, gen, c.initializer_range),
+        value(c.hidden, c.hidden, true, gen, c.initializer_range),
+        heads(c.heads),
+        dropout(c.attention_probs_dropout_prob) {}
+
+  /// x: (B, T, C) -> the attention context (B, T, C), before the output projection.
+  /// mask: additive (B, T) or (B, P + T), or empty. offsets: empty, or x is (1, N, C) holding
+  /// packed sequences (AttentionCall::offsets; then no mask).
+  Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
+                    bool training, std::span<const index_t> offsets = {}) const {
+    return attend(x, x, mask, prefix, gen, training, offsets, {});
+  }
+  /// Packed sequences x (1, N, C) (offsets) whose queries are only the rows xq (1, Nq, C), sequence
+  /// b's at query_offsets [b, b + 1): the context of those rows (1, Nq, C).
+  Var<T, 3> forward_queries(const Var<T, 3>& xq, const Var<T, 3>& x, const KVPrefix<T>& prefix, Generator* gen,
+                            bool training, std::span<const index_t> offsets,
+                            std::span<const index_t> query_offsets) const {
+    return attend(xq, x, {}, prefix, gen, training, offsets, query_offsets);
+  }
+
+  /// The keys and values that P hidden vectors h (P, C) would contribute if they were tokens
+  /// in front of this layer's input: K = h Wk^T + bk, V = h Wv^T + bv, each as (H, P, D). The
+  /// "prepend hidden vectors" form of deep prompts is this prefix (their own outputs are dropped).
+  KVPrefix<T> prefix_from_hidden(const Var<T, 2>& h) const {  // h: (P, C)
+    const index_t P = h.extent(0), C = h.extent(1), D = C / heads;
+    auto heads_first = [&](const Var<T, 2>& y) {  // (P, C) -> (H, P, D)
+      return permute(reshape<3>(y, Shape<3>{P, heads, D}), {1, 0, 2});
+    };
+    return KVPrefix<T>::shared(heads_first(key(h)), heads_first(value(h)));
+  }
+
+  Var<T, 3> attend(const Var<T, 3>& xq, const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix,
+                   Generator* gen, bool training, std::span<const index_t> offsets,
+                   std::span<const index_t> query_offsets) const {
+    AttentionCall<T> call;
+    call.mask = mask;
+    call.offsets = offsets;
+    call.query_offsets = query_offsets;
+    call.prefix = prefix;
+    call.dropout = dropout.p;
+    call.generator = gen;
+    call.training = training;
+    return multi_head_attention(query(xq), key(x), value(x), heads, call);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("query", query);
+    v("key", key);
+    v("value", value);
+  }
+};
+
+/// dense, dropout, then LayerNorm of the sum with the residual (BertSelfOutput and BertOutput).
+template <class T>
+struct BertResidualOutput {
+  Linear<T> dense;
+  LayerNorm<T> norm;  // "LayerNorm"
+  Dropout dropout;
+
+  BertResidualOutput() = default;
+  template <BertConfigLike Cfg>
+  BertResidualOutput(const Cfg& c, index_t in, Generator& gen)
+      : dense(c.hidden, in, true, gen, c.initializer_range),
+        norm(c.hidden, c.layer_norm_eps),
+        dropout(c.hidden_dropout_prob) {}
+
+  /// h: (B, T, In), residual: (B, T, C) -> (B, T, C).
+  Var<T, 3> forward(const Var<T, 3>& h, const Var<T, 3>& residual, Generator* gen, bool training) const {
+    return norm(add(dropout.forward(dense(h), gen, training), residual));
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("dense", dense);
+    v("LayerNorm", norm);
+  }
+};
+
+template <class T>
+struct BertAttention {
+  BertSelfAttention<T> self_attention;  // "self"
+  BertResidualOutput<T> output;
+
+  BertAttention() = default;
+  template <BertConfigLike Cfg>
+  BertAttention(const Cfg& c, Generator& gen) : self_attention(c, gen), output(c, c.hidden, gen) {}
+
+  template <class V>
+  void visit(V&& v) {
+    v("self", self_attention);
+    v("output", output);
+  }
+};
+
+template <class T>
+struct BertIntermediate {
+  Linear<T> dense;  // (I, C)
+  Activation act = Activation::gelu;
+
+  BertIntermediate() = default;
+  template <BertConfigLike Cfg>
+  BertIntermediate(const Cfg& c, Generator& gen)
+      : dense(c.intermediate, c.hidden, true, gen, c.initializer_range), act(c.hidden_act) {}
+
+  Var<T, 3> forward(const Var<T, 3>& x) const { return activate(dense(x), act); }  // (B, T, C) -> (B, T, I)
+
+  template <class V>
+  void visit(V&& v) {
+    v("dense", dense);
+  }
+};
+
+template <class T>
+struct BertLayer {
+  BertAttention<T> attention;
+  BertIntermediate<T> intermediate;
+  BertResidualOutput<T> output;
+
+  BertLayer() = default;
+  template <BertConfigLike Cfg>
+  BertLayer(const Cfg& c, Generator& gen) : attention(c, gen), intermediate(c, gen), output(c, c.intermediate, gen) {}
+
+  /// x, y: (B, T, C).
+  /// x: (B, T, C), or (1, N, C) packed sequences with their offsets (BertSelfAttention::forward).
+  Var<T, 3> forward(const Var<T, 3>& x, const Tensor<T, 2>& mask, const KVPrefix<T>& prefix, Generator* gen,
+                    bool training, std::span<const index_t> offsets = {}) const {
+    Var<T, 3> h = attention.output.forward(attention.self_attention.forward(x, mask, prefix, gen, training, offsets),
+                                           x, gen, training);
+    return output.forward(intermediate.forward(h), h, gen, training);
+  }
+  /// The layer's outputs for the rows xq (1, Nq, C) only of packed sequences x (1, N, C)
+  /// (BertSelfAttention::forward_queries): every row serves as key and value, only xq's rows
+  /// go through the attention output and the feed-forward.
+  Var<T, 3> forward_queries(const Var<T, 3>& xq, const Var<T, 3>& x, const KVPrefix<T>& prefix, Generator* gen,
+                            bool training, std::span<const index_t> offsets,
+                            std::span<const index_t> query_offsets) const {
+    Var<T, 3> h = attention.output.forward(
+        attention.self_attention.forward_queries(xq, x, prefix, gen, training, offsets, query_offsets), xq, gen,
+        training);
+    return output.forward(intermediate.forward(h), h, gen, training);
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("attention", attention);
+    v("intermediate", intermediate);
+    v("output", output);
+  }
+};
+
+template <class T>
+struct BertEncoder {
+  std::vector<BertLayer<T>> layer;
+
+  template <class V>
+  void visit(V&& v) {
+    v("layer", layer);
+  }
+};
+
+template <class T>
+struct BertPooler {
+  Linear<T> dense;  // (C, C)
+
+  BertPooler() = default;
+  template <BertConfigLike Cfg>
+  BertPooler(const Cfg& c, Generator& gen) : dense(c.hidden, c.hidden, true, gen, c.initializer_range) {}
+
+  /// tanh(dense(x[:, 0])).  x: (B, T, C) -> (B, C).
+  Var<T, 2> forward(const Var<T, 3>& x) const {
+    const index_t B = x.extent(0), C = x.extent(2);
+    return deepprompt::tanh(dense(reshape<2>(slice(x, 1, 0, 1), Shape<2>{B, C})));
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("dense", dense);
+  }
+};
+
+/// cls.predictions: transform (dense, act, LayerNorm), then the decoder tied to the word
+/// embeddings, plus a bias (V).
+template <class T>
+struct BertMlmHead {
+  struct Transform {
+    Linear<T> dense;  // (C, C)
+    Activation act = Activation::gelu;
+    LayerNorm<T> norm;  // "LayerNorm"
+    template <class V>
+    void visit(V&& v) {
+      v("dense", dense);
+      v("LayerNorm", norm);
+    }
+  };
+  struct Predictions {
+    Transform transform;
+    Parameter<T, 1> bias;  // (V)
+    template <class V>
+    void visit(V&& v) {
+      v("transform", transform);
+      v("bias", bias);
+    }
+  };
+  Predictions predictions;
+
+  BertMlmHead() = default;
+  template <BertConfigLike Cfg>
+  BertMlmHead(const Cfg& c, Generator& gen) {
+    predictions.transform.dense = Linear<T>(c.hidden, c.hidden, true, gen, c.initializer_range);
+    predictions.transform.act = c.hidden_act;
+    predictions.transform.norm = LayerNorm<T>(c.hidden, c.layer_norm_eps);
+    predictions.bias = Parameter<T, 1>("bias", Tensor<T, 1>::zeros({c.vocab}));
+  }
+
+  /// x: (B, T, C), word_embeddings: (V, C) -> logits (B, T, V).
+  Var<T, 3> forward(const Var<T, 3>& x, const Var<T, 2>& word_embeddings) const {
+    const auto& t = predictions.transform;
+    return linear(t.norm(activate(t.dense(x), t.act)), word_embeddings, predictions.bias.var());
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("predictions", predictions);
+  }
+};
+
+}  // namespace deepprompt
