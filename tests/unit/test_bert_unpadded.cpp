@@ -81,25 +81,17 @@ Run run(int prefix, bool unpadded, const Tensor<std::int64_t, 2>& mask, bool fir
   r.unpadded = unpadded;
   r.first_token_only = first_token_only;
   const auto out = bert.forward(in.ids, mask, {}, r, prefixes);
-  if (first_token_only) {  // (B, 1, C): a loss on the pooled output only
-    const auto loss = dp::sum(dp::mul(out.pooler_output, Var<float, 2>(random_tensor<float, 2>({kB, kC}, 51))));
-    Run res{out.last_hidden_state.value().clone(), out.pooler_output.value().clone(), {}, {}};
-    loss.backward();
-    for (index_t l = 0; l < kLayers; ++l) {
-      const auto i = static_cast<std::size_t>(l);
-      if (prefix == 1) res.grad_shared.push_back(pk[i].grad().clone()), res.grad_shared.push_back(pv[i].grad().clone());
-      if (prefix == 2) res.grad_batch.push_back(pkb[i].grad().clone()), res.grad_batch.push_back(pvb[i].grad().clone());
-    }
-    return res;
+  // the loss: the pooled output, and (unless only the first tokens were computed) the real positions
+  const Var<float, 2> wp(random_tensor<float, 2>({kB, kC}, 51));
+  Var<float, 0> loss = dp::sum(dp::mul(out.pooler_output, wp));
+  if (!first_token_only) {
+    auto w = Tensor<float, 3>::zeros({kB, kT, kC});
+    const auto wr = random_tensor<float, 3>({kB, kT, kC}, 50);
+    for (index_t b = 0; b < kB; ++b)
+      for (index_t t = 0; t < kLengths[static_cast<std::size_t>(b)]; ++t)
+        for (index_t c = 0; c < kC; ++c) w(b, t, c) = wr(b, t, c);
+    loss = dp::add(dp::sum(dp::mul(out.last_hidden_state, Var<float, 3>(w))), loss);
   }
-  // a loss that reads the real positions and the pooled output
-  auto w = Tensor<float, 3>::zeros({kB, kT, kC});
-  const auto wr = random_tensor<float, 3>({kB, kT, kC}, 50);
-  for (index_t b = 0; b < kB; ++b)
-    for (index_t t = 0; t < kLengths[static_cast<std::size_t>(b)]; ++t)
-      for (index_t c = 0; c < kC; ++c) w(b, t, c) = wr(b, t, c);
-  const auto loss = dp::add(dp::sum(dp::mul(out.last_hidden_state, Var<float, 3>(w))),
-                            dp::sum(dp::mul(out.pooler_output, Var<float, 2>(random_tensor<float, 2>({kB, kC}, 51)))));
   Run res{out.last_hidden_state.value().clone(), out.pooler_output.value().clone(), {}, {}};
   if (prefix > 0) {
     loss.backward();

@@ -51,6 +51,7 @@
 #include <iterator>
 #include <span>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -541,9 +542,11 @@ class Bert {
         x = layer.forward(x, {}, l == 0 ? first : prefix_at(prefix, l), gen, run.training, offsets);
       }
       if (full_layers < cfg.layers) {  // the last layer for the first tokens only
-        const std::vector<index_t> ones(static_cast<std::size_t>(B), 1);
-        const std::vector<index_t> first_rows = sequence_offsets(ones);  // {0, 1, ..., B}
-        const Var<T, 3> xq = pack_sequences(unpack_sequences(x, *lengths, L), ones);  // (1, B, C)
+        std::vector<index_t> first_rows(static_cast<std::size_t>(B) + 1);  // {0, 1, ..., B}: one query each
+        std::iota(first_rows.begin(), first_rows.end(), index_t{0});
+        auto first_of = Tensor<std::int64_t, 2>({1, B});  // each sequence's first row in x
+        for (index_t b = 0; b < B; ++b) first_of(0, b) = offsets[static_cast<std::size_t>(b)];
+        const Var<T, 3> xq = embedding(reshape<2>(x, Shape<2>{x.extent(1), cfg.hidden}), first_of);  // (1, B, C): a row gather
         const auto& layer = encoder.layer.back();
         x = reshape<3>(layer.forward_queries(xq, x, full_layers == 0 ? first : prefix_at(prefix, full_layers), gen,
                                              run.training, offsets, first_rows),

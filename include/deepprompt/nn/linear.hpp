@@ -19,6 +19,7 @@
 #include <cmath>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -134,42 +135,44 @@ struct Linear {
   }
 };
 
-namespace detail {
 template <class X>
-struct is_linear : std::false_type {};
+struct linear_type : std::false_type {};
 template <class T>
-struct is_linear<Linear<T>> : std::true_type {};
+struct linear_type<Linear<T>> : std::true_type {
+  using value_type = T;
+};
 
-// Walks a module tree as for_each_parameter does, stopping at each Linear.
-struct Bf16Switch {
-  bool on;
-  int* count;
+namespace detail {
+/// Walks a module tree as module.hpp's Walker does, calling f(name, linear) for every Linear.
+template <class F>
+struct LinearWalker {
+  F& f;
+  std::string prefix;
 
   template <class X>
   void operator()(std::string_view name, X& x) const {
     using Y = std::remove_const_t<X>;
-    if constexpr (is_linear<Y>::value) {
-      if constexpr (std::is_same_v<Y, Linear<float>>) {
-        if (on && !x.weight.trainable()) {
-          x.use_bf16(true);
-          ++*count;
-        } else if (!on && x.bf16_weight()) {
-          x.use_bf16(false);
-          ++*count;
-        }
-      }
+    const std::string full = prefix + std::string(name);
+    if constexpr (linear_type<Y>::value) {
+      f(full, x);
     } else if constexpr (is_parameter<Y>::value) {
-      // a parameter outside a Linear: nothing to switch
+      // a parameter outside any Linear
     } else if constexpr (is_vector<Y>::value) {
-      for (auto& e : x) (*this)(name, e);
+      for (std::size_t i = 0; i < x.size(); ++i) LinearWalker<F>{f, full + "."}(std::to_string(i), x[i]);
     } else if constexpr (is_optional<Y>::value) {
       if (x) (*this)(name, *x);
     } else {
-      x.visit(*this);
+      x.visit(LinearWalker<F>{f, full + "."});
     }
   }
 };
 }  // namespace detail
+
+/// Calls f(full_name, linear) for every nn::Linear of `model` (any element type), in visit order.
+template <class M, class F>
+void for_each_linear(M& model, F&& f) {
+  model.visit(detail::LinearWalker<std::remove_reference_t<F>>{f, ""});
+}
 
 /// Switches every frozen float Linear inside `module` to bf16 weights (on), or every Linear
 /// holding them back to fp32 (off); returns how many were switched. Trainable Linears and
@@ -177,7 +180,17 @@ struct Bf16Switch {
 template <class M>
 int use_bf16_weights(M& module, bool on = true) {
   int count = 0;
-  detail::Bf16Switch{on, &count}("", module);
+  for_each_linear(module, [&](const std::string&, auto& lin) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(lin)>, Linear<float>>) {
+      if (on && !lin.weight.trainable()) {
+        lin.use_bf16(true);
+        ++count;
+      } else if (!on && lin.bf16_weight()) {
+        lin.use_bf16(false);
+        ++count;
+      }
+    }
+  });
   return count;
 }
 

@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -117,15 +116,14 @@ index_t attention_prefix(const AttentionOptions<T>& opt, index_t B, index_t H, i
 /// bias: scale, dropout, the forward kernel and the backward closure. y has q's shape.
 template <class T, std::size_t R>
 Var<T, R> run_attention(cpu::AttentionArgs<T> a, const Var<T, R>& q, const Var<T, R>& k, const Var<T, R>& v,
-                        const AttentionOptions<T>& opt, std::shared_ptr<const std::vector<index_t>> offsets,
-                        std::string_view op) {
+                        const AttentionOptions<T>& opt, Tensor<index_t, 1> offsets, std::string_view op) {
   const index_t D = a.head_dim;
   if (!(opt.dropout >= T(0) && opt.dropout <= T(1)))
     throw Error(detail::cat(op, ": dropout probability ", opt.dropout, " is not in [0, 1]"));
   if (opt.dropout > T(0) && opt.generator == nullptr)
     throw Error(detail::cat(op, ": dropout ", opt.dropout, " needs a Generator (options.generator)"));
   a.q = q.value().data(), a.k = k.value().data(), a.v = v.value().data();
-  a.offsets = offsets ? offsets->data() : nullptr;
+  a.offsets = offsets.empty() ? nullptr : offsets.data();
   a.scale = opt.scale ? *opt.scale : (D > 0 ? T(1) / std::sqrt(static_cast<T>(D)) : T(1));
   a.dropout = opt.dropout;
   if (opt.dropout > T(0) && opt.dropout < T(1)) {
@@ -219,7 +217,7 @@ Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, c
     a.bias_cols = bs[3];
   }
   a.causal = opt.causal;
-  return detail::run_attention(a, q, k, v, opt, nullptr, op);
+  return detail::run_attention(a, q, k, v, opt, Tensor<index_t, 1>(), op);
 }
 
 /// Attention over packed variable-length sequences, without padding: q, k, v (N, H * D) hold
@@ -258,10 +256,9 @@ Var<T, 2> packed_attention(const Var<T, 2>& q, const Var<T, 2>& k, const Var<T, 
                                  " query rows of ", shape_str(qs), " (", query_offsets.size(), " given)"));
   if (!opt.mask.empty() || !opt.bias.value().empty() || opt.causal)
     throw Error(detail::cat(op, ": masks, biases and causal masking are not supported on packed sequences"));
-  // the key offsets, then (when given) the query offsets, in one buffer the tape keeps alive
-  std::vector<index_t> both(offsets.begin(), offsets.end());
-  both.insert(both.end(), query_offsets.begin(), query_offsets.end());
-  auto offs = std::make_shared<const std::vector<index_t>>(std::move(both));
+  // the key offsets, then (when given) the query offsets, in one pool buffer the tape keeps alive
+  Tensor<index_t, 1> offs({static_cast<index_t>(offsets.size() + query_offsets.size())});
+  std::copy(query_offsets.begin(), query_offsets.end(), std::copy(offsets.begin(), offsets.end(), offs.data()));
   auto longest_of = [&](std::span<const index_t> o) {
     index_t m = 0;
     for (std::size_t b = 0; b + 1 < o.size(); ++b) {
@@ -276,7 +273,7 @@ Var<T, 2> packed_attention(const Var<T, 2>& q, const Var<T, 2>& k, const Var<T, 
   cpu::AttentionArgs<T> a;
   a.batch = B, a.heads = heads, a.q_len = longest_q, a.kv_len = longest, a.head_dim = D;
   detail::attention_prefix(opt, B, heads, D, op, "(N, H * D)", qs, a);
-  if (!query_offsets.empty()) a.q_offsets = offs->data() + offsets.size();
+  if (!query_offsets.empty()) a.q_offsets = offs.data() + offsets.size();
   return detail::run_attention(a, q, k, v, opt, std::move(offs), op);
 }
 

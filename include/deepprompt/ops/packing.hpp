@@ -9,7 +9,7 @@
 //   auto back    = dp::unpack_sequences(packed, *lengths, T); // (1, N, C) -> (B, T, C), zeros at padding
 #include <algorithm>
 #include <cstdint>
-#include <memory>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <vector>
@@ -45,6 +45,16 @@ inline std::vector<index_t> sequence_offsets(std::span<const index_t> lengths) {
 
 namespace detail {
 
+/// A copy of `v` that a tape closure can keep: a pool tensor (no heap allocation per step).
+inline Tensor<index_t, 1> index_tensor(std::span<const index_t> v) {
+  Tensor<index_t, 1> t({static_cast<index_t>(v.size())});
+  std::copy(v.begin(), v.end(), t.data());
+  return t;
+}
+inline std::span<const index_t> span_of(const Tensor<index_t, 1>& t) {
+  return {t.data(), static_cast<std::size_t>(t.size())};
+}
+
 inline void check_lengths(std::string_view op, std::span<const index_t> lengths, index_t B, index_t T) {
   if (static_cast<index_t>(lengths.size()) != B)
     throw ShapeError(detail::cat(op, ": ", lengths.size(), " lengths for a batch of ", B, " rows"));
@@ -79,14 +89,13 @@ template <class T>
 Var<T, 3> pack_sequences(const Var<T, 3>& x, std::span<const index_t> lengths) {
   const index_t B = x.extent(0), L = x.extent(1), C = x.extent(2);
   detail::check_lengths("pack_sequences", lengths, B, L);
-  auto lens = std::make_shared<const std::vector<index_t>>(lengths.begin(), lengths.end());
-  const index_t N = sequence_offsets(lengths).back();
+  const index_t N = std::accumulate(lengths.begin(), lengths.end(), index_t{0});
   Tensor<T, 3> y({1, N, C});  // (1, N, C)
-  detail::copy_sequences<true, false>(x.value().data(), y.data(), *lens, L, C);
+  detail::copy_sequences<true, false>(x.value().data(), y.data(), lengths, L, C);
   auto out = Var<T, 3>::result(y, x.requires_grad());
   if (out.requires_grad())
-    tape().record(out.node(), [xn = x.node(), lens, L, C](const Tensor<T, 3>& dy) {
-      detail::copy_sequences<false, true>(dy.data(), xn->accumulator().data(), *lens, L, C);
+    tape().record(out.node(), [xn = x.node(), lens = detail::index_tensor(lengths), L, C](const Tensor<T, 3>& dy) {
+      detail::copy_sequences<false, true>(dy.data(), xn->accumulator().data(), detail::span_of(lens), L, C);
     });
   return out;
 }
@@ -98,16 +107,16 @@ template <class T>
 Var<T, 3> unpack_sequences(const Var<T, 3>& y, std::span<const index_t> lengths, index_t max_len) {
   const index_t N = y.extent(1), C = y.extent(2), B = static_cast<index_t>(lengths.size());
   detail::check_lengths("unpack_sequences", lengths, B, max_len);
-  if (y.extent(0) != 1 || sequence_offsets(lengths).back() != N)
+  const index_t total = std::accumulate(lengths.begin(), lengths.end(), index_t{0});
+  if (y.extent(0) != 1 || total != N)
     throw ShapeError(detail::cat("unpack_sequences: packed rows ", shape_str(y.shape()), " do not hold (1, N, C) with N the ",
-                                 "sum of the ", B, " lengths (", sequence_offsets(lengths).back(), ")"));
-  auto lens = std::make_shared<const std::vector<index_t>>(lengths.begin(), lengths.end());
+                                 "sum of the ", B, " lengths (", total, ")"));
   auto x = Tensor<T, 3>::zeros({B, max_len, C});  // (B, T, C)
-  detail::copy_sequences<false, false>(y.value().data(), x.data(), *lens, max_len, C);
+  detail::copy_sequences<false, false>(y.value().data(), x.data(), lengths, max_len, C);
   auto out = Var<T, 3>::result(x, y.requires_grad());
   if (out.requires_grad())
-    tape().record(out.node(), [yn = y.node(), lens, max_len, C](const Tensor<T, 3>& dx) {
-      detail::copy_sequences<true, true>(dx.data(), yn->accumulator().data(), *lens, max_len, C);
+    tape().record(out.node(), [yn = y.node(), lens = detail::index_tensor(lengths), max_len, C](const Tensor<T, 3>& dx) {
+      detail::copy_sequences<true, true>(dx.data(), yn->accumulator().data(), detail::span_of(lens), max_len, C);
     });
   return out;
 }

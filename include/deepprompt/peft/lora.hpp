@@ -90,13 +90,6 @@ struct LoraAttachment {
 
 namespace lora_detail {
 
-template <class X>
-struct linear_type : std::false_type {};
-template <class T>
-struct linear_type<Linear<T>> : std::true_type {
-  using value_type = T;
-};
-
 inline bool is_glob(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
 
 /// Does module `name` match the target list (see the top)?
@@ -111,30 +104,6 @@ inline bool matches(const std::string& name, const std::vector<std::string>& tar
   return false;
 }
 
-/// Walks a module tree as module.hpp's Walker does, calling f(name, linear) for every Linear.
-template <class F>
-struct LinearWalker {
-  F& f;
-  std::string prefix;
-
-  template <class X>
-  void operator()(std::string_view name, X& x) const {
-    using Y = std::remove_const_t<X>;
-    const std::string full = prefix + std::string(name);
-    if constexpr (linear_type<Y>::value) {
-      f(full, x);
-    } else if constexpr (detail::is_parameter<Y>::value) {
-      // a parameter outside any Linear
-    } else if constexpr (detail::is_vector<Y>::value) {
-      for (std::size_t i = 0; i < x.size(); ++i) LinearWalker<F>{f, full + "."}(std::to_string(i), x[i]);
-    } else if constexpr (detail::is_optional<Y>::value) {
-      if (x) (*this)(name, *x);
-    } else {
-      x.visit(LinearWalker<F>{f, full + "."});
-    }
-  }
-};
-
 inline std::string list(const std::vector<std::string>& v, std::size_t at_most = 12) {
   std::string s;
   for (std::size_t i = 0; i < v.size() && i < at_most; ++i) s += (i ? ", " : "") + v[i];
@@ -143,12 +112,6 @@ inline std::string list(const std::vector<std::string>& v, std::size_t at_most =
 }
 
 }  // namespace lora_detail
-
-/// Calls f(full_name, linear) for every nn::Linear of `model` (any element type), in visit order.
-template <class M, class F>
-void for_each_linear(M& model, F&& f) {
-  model.visit(lora_detail::LinearWalker<std::remove_reference_t<F>>{f, ""});
-}
 
 /// The names of the Linear modules that carry a LoRA update.
 template <class M>
@@ -186,7 +149,7 @@ LoraAttachment attach_lora(M& model, const LoraOptions& o = {}) {
   std::uint64_t k = 0;
   for_each_linear(model, [&](const std::string& name, auto& lin) {
     if (!lora_detail::matches(name, o.target_modules)) return;
-    using T = typename lora_detail::linear_type<std::remove_cvref_t<decltype(lin)>>::value_type;
+    using T = typename linear_type<std::remove_cvref_t<decltype(lin)>>::value_type;
     const index_t in = lin.in_features(), out = lin.out_features();
     LowRankUpdate<T> u;
     u.A = Parameter<T, 2>("lora_A.weight", Tensor<T, 2>({o.r, in}));
@@ -424,7 +387,7 @@ LoraAttachment load_lora_peft(M& model, const std::filesystem::path& dir, bool t
   for_each_linear(model, [&](const std::string& name, auto& lin) {
     auto it = module_of.find(name);
     if (it == module_of.end()) return;
-    using T = typename lora_detail::linear_type<std::remove_cvref_t<decltype(lin)>>::value_type;
+    using T = typename linear_type<std::remove_cvref_t<decltype(lin)>>::value_type;
     LowRankUpdate<T> u;
     u.A = Parameter<T, 2>("lora_A.weight", file.load<T, 2>(it->second + suffix_a), trainable);
     u.B = Parameter<T, 2>("lora_B.weight", file.load<T, 2>(it->second + suffix_b), trainable);

@@ -379,7 +379,7 @@ void attention_forward(const AttentionArgs<T>& a, T* out, T* stats, T* workspace
   // dynamic: packed sequences differ in length (pairs in batch order: the long ones first, if sorted)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
   for (index_t bh = 0; bh < pairs; ++bh)
-    attn_detail::forward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, (T*)nullptr), out,
+    attn_detail::forward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, static_cast<T*>(nullptr)), out,
                               stats, workspace + omp_get_thread_num() * slot);
   if (panels)  // the prefix's share of the outputs: probabilities x prefix values
     attn_detail::for_each_head(a, [&](index_t h) {
