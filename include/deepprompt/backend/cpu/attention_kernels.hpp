@@ -55,6 +55,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -345,6 +346,21 @@ Pair<T> pair_with_panels(const AttentionArgs<T>& a, index_t b, index_t h, T* sp,
   return p;
 }
 
+// f(i, thread) for i in [0, n), the items handed out one at a time from an atomic counter (long
+// packed sequences first take a thread while others share the rest). Not `schedule(dynamic)`:
+// libgomp allocates its work-share records on the heap when a thread lags, and a warmed-up step
+// must allocate nothing (tests/unit/test_training_step.cpp).
+template <class F>
+void for_each_dynamic(index_t n, F&& f) {
+  std::atomic<index_t> next{0};
+#pragma omp parallel num_threads(team_size(n))
+  {
+    const int t = omp_get_thread_num();
+    for (index_t i = next.fetch_add(1, std::memory_order_relaxed); i < n; i = next.fetch_add(1, std::memory_order_relaxed))
+      f(i, t);
+  }
+}
+
 // f(h, q_h, ...) for every head in parallel (one thread a head, GEMMs single-threaded inside).
 template <class T, class F>
 void for_each_head(const AttentionArgs<T>& a, F&& f) {
@@ -376,11 +392,11 @@ void attention_forward(const AttentionArgs<T>& a, T* out, T* stats, T* workspace
     attn_detail::for_each_head(a, [&](index_t h) {
       gemm(Trans::No, Trans::Yes, N, P, D, a.scale, a.q + h * D, HD, a.prefix_k + h * P * D, D, T(0), sp + h * N * P, P);
     });
-  // dynamic: packed sequences differ in length (pairs in batch order: the long ones first, if sorted)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
-  for (index_t bh = 0; bh < pairs; ++bh)
-    attn_detail::forward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, static_cast<T*>(nullptr)), out,
-                              stats, workspace + omp_get_thread_num() * slot);
+  // handed out dynamically: packed sequences differ in length
+  attn_detail::for_each_dynamic(pairs, [&](index_t bh, int t) {
+    attn_detail::forward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, static_cast<T*>(nullptr)),
+                              out, stats, workspace + t * slot);
+  });
   if (panels)  // the prefix's share of the outputs: probabilities x prefix values
     attn_detail::for_each_head(a, [&](index_t h) {
       gemm(Trans::No, Trans::No, N, D, P, T(1), sp + h * N * P, P, a.prefix_v + h * P * D, D, T(1), out + h * D, HD);
@@ -417,10 +433,10 @@ void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats
         attn_detail::backward_pair(a, attn_detail::pair_of(a, b, h), dout, stats, g,
                                    workspace + omp_get_thread_num() * slot);
   } else {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(attn_detail::team_size(pairs))
-    for (index_t bh = 0; bh < pairs; ++bh)
+    attn_detail::for_each_dynamic(pairs, [&](index_t bh, int t) {
       attn_detail::backward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, gp), dout, stats,
-                                 g, workspace + omp_get_thread_num() * slot);
+                                 g, workspace + t * slot);
+    });
   }
   if (panels)  // sp: the dropped probabilities; gp: dS of the prefix columns
     attn_detail::for_each_head(a, [&](index_t h) {
