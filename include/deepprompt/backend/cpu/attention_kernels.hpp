@@ -346,12 +346,20 @@ Pair<T> pair_with_panels(const AttentionArgs<T>& a, index_t b, index_t h, T* sp,
   return p;
 }
 
-// f(i, thread) for i in [0, n), the items handed out one at a time from an atomic counter (long
-// packed sequences first take a thread while others share the rest). Not `schedule(dynamic)`:
-// libgomp allocates its work-share records on the heap when a thread lags, and a warmed-up step
-// must allocate nothing (tests/unit/test_training_step.cpp).
-template <class F>
-void for_each_dynamic(index_t n, F&& f) {
+// f(bh, thread) for every (batch, head) pair bh in [0, B * H). Packed sequences differ in length:
+// their pairs are handed out one at a time from an atomic counter (long ones first take a thread
+// while others share the rest). Padded pairs are all alike and split statically, so that which
+// thread runs which pair does not depend on timing: a thread's first GEMM grows its thread_local
+// packing buffers, and a warmed-up step must allocate nothing (tests/unit/test_training_step.cpp;
+// with the counter, an idle worker that missed the warm-up steps' pairs grew them later).
+template <class T, class F>
+void for_each_pair(const AttentionArgs<T>& a, F&& f) {
+  const index_t n = a.batch * a.heads;
+  if (!a.offsets) {
+#pragma omp parallel for schedule(static) num_threads(team_size(n))
+    for (index_t i = 0; i < n; ++i) f(i, omp_get_thread_num());
+    return;
+  }
   std::atomic<index_t> next{0};
 #pragma omp parallel num_threads(team_size(n))
   {
@@ -392,8 +400,7 @@ void attention_forward(const AttentionArgs<T>& a, T* out, T* stats, T* workspace
     attn_detail::for_each_head(a, [&](index_t h) {
       gemm(Trans::No, Trans::Yes, N, P, D, a.scale, a.q + h * D, HD, a.prefix_k + h * P * D, D, T(0), sp + h * N * P, P);
     });
-  // handed out dynamically: packed sequences differ in length
-  attn_detail::for_each_dynamic(pairs, [&](index_t bh, int t) {
+  attn_detail::for_each_pair(a, [&](index_t bh, int t) {
     attn_detail::forward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, static_cast<T*>(nullptr)),
                               out, stats, workspace + t * slot);
   });
@@ -433,7 +440,7 @@ void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats
         attn_detail::backward_pair(a, attn_detail::pair_of(a, b, h), dout, stats, g,
                                    workspace + omp_get_thread_num() * slot);
   } else {
-    attn_detail::for_each_dynamic(pairs, [&](index_t bh, int t) {
+    attn_detail::for_each_pair(a, [&](index_t bh, int t) {
       attn_detail::backward_pair(a, attn_detail::pair_with_panels(a, bh / a.heads, bh % a.heads, sp, gp), dout, stats,
                                  g, workspace + t * slot);
     });
