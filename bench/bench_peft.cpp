@@ -61,6 +61,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.hpp"
+#include "expected_gemms.hpp"
+#include "flags.hpp"
 
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -100,72 +102,20 @@ struct Options {
   bool unpadded = true;  // ptv2 / full: BertRun::unpadded (the layers run on the real tokens only)
 };
 
-[[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "deepprompt-bench-peft: %s\n"
-               "usage: deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden|interleaved]\n"
-               "         [--rounds N] [--batch N] [--seq N] [--layers N] [--hidden N] [--heads N]\n"
-               "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--prefix-dropout P]\n"
-               "         [--runs N] [--warmup N] [--threads N] [--seed N] [--unfreeze GLOB] [--trim 0|1]\n",
-               msg.c_str());
-  std::exit(2);
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], v;
-    if (a.rfind("--", 0) != 0) usage("unexpected argument '" + a + "'");
-    if (const auto eq = a.find('='); eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) usage("flag " + a + " needs a value");
-      v = argv[++i];
-    }
-    auto integer = [&](auto& out, long long lo) {
-      char* end = nullptr;
-      const long long x = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || x < lo) usage("flag " + a + ": bad value '" + v + "'");
-      out = static_cast<std::remove_reference_t<decltype(out)>>(x);
-    };
-    auto real = [&](double& out) {
-      char* end = nullptr;
-      out = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(out >= 0 && out < 1)) usage("flag " + a + ": bad value '" + v + "'");
-    };
-    if (a == "--workload") {
-      if (v != "all" && v != "pair" && v != "ptv2" && v != "full" && v != "hidden" && v != "interleaved")
-        usage("unknown workload '" + v + "'");
-      o.workload = v;
-    } else if (a == "--batch") integer(o.batch, 1);
-    else if (a == "--seq") integer(o.seq, 2);
-    else if (a == "--layers") integer(o.layers, 1);
-    else if (a == "--hidden") integer(o.hidden, 1);
-    else if (a == "--heads") integer(o.heads, 1);
-    else if (a == "--ffn") integer(o.ffn, 1);
-    else if (a == "--vocab") integer(o.vocab, 200);
-    else if (a == "--prefix") integer(o.prefix, 1);
-    else if (a == "--labels") integer(o.labels, 2);
-    else if (a == "--dropout") real(o.dropout);
-    else if (a == "--prefix-dropout") real(o.prefix_dropout);
-    else if (a == "--runs") integer(o.runs, 1);
-    else if (a == "--rounds") integer(o.rounds, 1);
-    else if (a == "--warmup") integer(o.warmup, 0);
-    else if (a == "--threads") integer(o.threads, 1);
-    else if (a == "--seed") integer(o.seed, 0);
-    else if (a == "--unfreeze") o.unfreeze = v;
-    else if (a == "--unpadded") {
-      if (v != "0" && v != "1") usage("--unpadded takes 0 or 1");
-      o.unpadded = v == "1";
-    }
-    else if (a == "--trim") {
-      if (v != "0" && v != "1") usage("--trim takes 0 or 1");
-      o.trim = v == "1";
-    }
-    else usage("unknown flag " + a);
-  }
-  if (o.hidden % o.heads != 0) usage("--heads must divide --hidden");
+  Flags f("deepprompt-bench-peft",
+          "deepprompt-bench-peft [--workload all|pair|ptv2|full|hidden|interleaved]\n"
+          "         [--rounds N] [--batch N] [--seq N] [--layers N] [--hidden N] [--heads N]\n"
+          "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--prefix-dropout P]\n"
+          "         [--runs N] [--warmup N] [--threads N] [--seed N] [--unfreeze GLOB] [--trim 0|1]\n"
+          "         [--unpadded 0|1]");
+  shape_flags(f, o);
+  f.choice("--workload", o.workload, {"all", "pair", "ptv2", "full", "hidden", "interleaved"});
+  f.fraction("--prefix-dropout", o.prefix_dropout).integer("--rounds", o.rounds, 1);
+  f.text("--unfreeze", o.unfreeze).boolean("--trim", o.trim);
+  f.parse(argc, argv);
+  if (o.hidden % o.heads != 0) f.usage("--heads must divide --hidden");
   return o;
 }
 
@@ -188,124 +138,6 @@ json shape_json(const Options& o) {
           {"heads", o.heads}, {"ffn", o.ffn},       {"vocab", o.vocab},   {"prefix", o.prefix},
           {"labels", o.labels}, {"threads", o.threads}, {"runs", o.runs}, {"warmup", o.warmup},
           {"unpadded", o.unpadded}};
-}
-
-
-// --- expected GEMMs --------------------------------------------------------------------------
-
-/// What a training step's GEMMs must be, from the shapes and from what needs a gradient
-/// (ops/linear.hpp and backend/cpu/attention_kernels.hpp: which GEMM runs when).
-struct Expected {
-  Gemms forward, backward;
-  Gemms frozen_weight_grads;  // the weight-gradient GEMMs of frozen matrices (skipped)
-  long long frozen_matrices = 0;
-  // the backward calls by kind
-  long long linear_input_grads = 0, linear_weight_grads = 0, attention = 0;
-};
-
-Expected expected_gemms(const Options& o, bool backbone_trainable, index_t P) {
-  const long long B = o.batch, C = o.hidden, H = o.heads, D = C / H, F = o.ffn, N = o.labels;
-  // the sequences the layers run: the real lengths (unpadded) or B rows of seq tokens
-  std::vector<long long> seqs(static_cast<std::size_t>(B), o.seq);
-  if (o.unpadded) {
-    const Batch b = make_batch(o);
-    std::copy(b.lengths.begin(), b.lengths.end(), seqs.begin());
-  }
-  long long rows = 0;
-  for (long long n : seqs) rows += n;
-  Expected e;
-  auto add = [](Gemms& g, long long M, long long Nn, long long K) {
-    g.calls += 1;
-    g.flops += 2 * M * Nn * K;
-  };
-  // a Linear (out, in) on `r` rows: forward, then dX / dW as needed
-  auto linear = [&](long long r, long long out, long long in, bool x_grad, bool trainable) {
-    add(e.forward, r, out, in);
-    if (x_grad) add(e.backward, r, in, out), ++e.linear_input_grads;
-    if (trainable)
-      add(e.backward, out, in, r), ++e.linear_weight_grads;
-    else
-      add(e.frozen_weight_grads, out, in, r), ++e.frozen_matrices;
-  };
-  auto attn = [&](long long M, long long Nn, long long K) {  // a backward GEMM of the fused attention
-    add(e.backward, M, Nn, K);
-    ++e.attention;
-  };
-  const bool prefix_grad = P > 0;  // the prompt is trainable
-  for (index_t l = 0; l < o.layers; ++l) {
-    // the layer's input needs a gradient if anything before it is trainable
-    const bool x_grad = backbone_trainable || (prefix_grad && l > 0);
-    for (int m = 0; m < 3; ++m) linear(rows, C, C, x_grad, backbone_trainable);  // query, key, value
-    const bool qkv_grad = x_grad || backbone_trainable;
-    // fused attention, per (b, h) pair and block of 64 queries
-    const bool backward = qkv_grad || prefix_grad;
-    // Packed sequences with a prefix shared by the batch: the prefix's part runs as GEMMs per
-    // head over all rows (backend/cpu/attention_kernels.hpp, panels), the blocks do the rest.
-    const bool panels = o.unpadded && P > 0 && o.prefix_dropout == 0;
-    if (panels) {
-      for (long long h = 0; h < H; ++h) {
-        add(e.forward, rows, P, D);  // prefix scores
-        add(e.forward, rows, D, P);  // probabilities x prefix values
-        if (backward) {
-          attn(rows, P, D);  // prefix scores again
-          attn(rows, P, D);  // dO x prefix values^T (dq, dk or the prefix keys need it)
-          if (prefix_grad) attn(P, D, rows);  // d prefix values
-          if (qkv_grad) attn(rows, D, P);     // dq's prefix part
-          if (prefix_grad) attn(P, D, rows);  // d prefix keys
-        }
-      }
-    }
-    for (long long pair = 0; pair < B * H; ++pair) {
-      const long long T = seqs[static_cast<std::size_t>(pair / H)];
-      for (long long i0 = 0; i0 < T; i0 += 64) {
-        const long long r = std::min<long long>(64, T - i0);
-        if (panels) {
-          add(e.forward, r, T, D);  // scores on the real keys
-          add(e.forward, r, D, T);  // probabilities x values
-          if (!backward) continue;
-          attn(r, T, D);                // recomputed scores
-          attn(r, T, D);                // dO V^T
-          if (qkv_grad) attn(T, D, r);  // dv
-          if (qkv_grad) attn(r, D, T);  // dq
-          if (qkv_grad) attn(T, D, r);  // dk
-          continue;
-        }
-        if (P > 0) add(e.forward, r, P, D);  // scores on the prefix keys
-        add(e.forward, r, T, D);             // scores on the real keys
-        add(e.forward, r, D, P);             // probabilities x prefix values (called with K = 0 too)
-        add(e.forward, r, D, T);             // probabilities x values
-        if (!backward) continue;
-        if (P > 0) attn(r, P, D);  // recomputed scores
-        attn(r, T, D);
-        // dO V'^T (needed for dq, dk or the prefix keys' gradient)
-        if (P > 0) attn(r, P, D);
-        attn(r, T, D);
-        if (prefix_grad && P > 0) attn(P, D, r);  // d prefix values
-        if (qkv_grad) attn(T, D, r);               // dv
-        if (qkv_grad) {                            // dq
-          if (P > 0) attn(r, D, P);
-          attn(r, D, T);
-        }
-        if (prefix_grad && P > 0) attn(P, D, r);  // d prefix keys
-        if (qkv_grad) attn(T, D, r);               // dk
-      }
-    }
-    const bool ctx_grad = backward;
-    linear(rows, C, C, ctx_grad, backbone_trainable);  // attention.output.dense
-    linear(rows, F, C, ctx_grad, backbone_trainable);  // intermediate.dense
-    linear(rows, C, F, ctx_grad, backbone_trainable);  // output.dense
-  }
-  linear(B, C, C, true, backbone_trainable);  // pooler.dense (its input needs a gradient)
-  linear(B, N, C, true, true);                // the classifier head (trainable)
-  return e;
-}
-
-json check_json(const Gemms& measured, const Gemms& expected) {
-  return {{"measured", gemms_json(measured)},
-          {"expected", gemms_json(expected)},
-          {"measured_flops", measured.flops},
-          {"expected_flops", expected.flops},
-          {"match", measured == expected}};
 }
 
 

@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "flags.hpp"
 
 namespace {
 
@@ -68,81 +69,28 @@ struct Options {
   bool first_token_only = true;  // ptv2-step, full-step: the loss reads [CLS] only (BertRun)
 };
 
-[[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "deepprompt-bench: %s\n"
-               "usage: deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded|gemm-peak\n"
-               "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
-               "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
-               "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n"
-               "         [--first-token-only 0|1]\n",
-               msg.c_str());
-  std::exit(2);
-}
-
-long long to_int(const std::string& flag, const std::string& v, long long lo) {
-  char* end = nullptr;
-  const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || x < lo) usage("flag " + flag + ": bad value '" + v + "'");
-  return x;
-}
-
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], v;
-    if (a.rfind("--", 0) != 0) usage("unexpected argument '" + a + "'");
-    if (const auto eq = a.find('='); eq != std::string::npos) {
-      v = a.substr(eq + 1), a = a.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) usage("flag " + a + " needs a value");
-      v = argv[++i];
-    }
-    auto integer = [&](auto& out, long long lo) { out = static_cast<std::remove_reference_t<decltype(out)>>(to_int(a, v, lo)); };
-    if (a == "--workload") {
-      if (v != "forward" && v != "ptv2-step" && v != "full-step" && v != "infer-folded" && v != "gemm-peak")
-        usage("unknown workload '" + v + "'");
-      o.workload = v;
-    } else if (a == "--lengths") {
-      std::stringstream ss(v);
-      for (std::string item; std::getline(ss, item, ',');) o.lengths.push_back(static_cast<index_t>(to_int(a, item, 2)));
-    } else if (a == "--dropout") {
-      char* end = nullptr;
-      o.dropout = std::strtod(v.c_str(), &end);
-      if (v.empty() || *end != '\0' || !(o.dropout >= 0 && o.dropout < 1)) usage("flag --dropout: bad value '" + v + "'");
-    } else if (a == "--dtype") {
-      if (v != "f32" && v != "bf16") usage("--dtype " + v + ": f32 or bf16");
-      o.dtype = v;
-    } else if (a == "--unpadded") {
-      if (v != "0" && v != "1") usage("--unpadded takes 0 or 1");
-      o.unpadded = v == "1";
-    } else if (a == "--first-token-only") {
-      if (v != "0" && v != "1") usage("--first-token-only takes 0 or 1");
-      o.first_token_only = v == "1";
-    } else if (a == "--batch") integer(o.batch, 1);
-    else if (a == "--seq") integer(o.seq, 2);
-    else if (a == "--layers") integer(o.layers, 1);
-    else if (a == "--hidden") integer(o.hidden, 1);
-    else if (a == "--heads") integer(o.heads, 1);
-    else if (a == "--ffn") integer(o.ffn, 1);
-    else if (a == "--vocab") integer(o.vocab, 200);
-    else if (a == "--prefix") integer(o.prefix, 1);
-    else if (a == "--labels") integer(o.labels, 2);
-    else if (a == "--threads") integer(o.threads, 1);
-    else if (a == "--runs") integer(o.runs, 1);
-    else if (a == "--warmup") integer(o.warmup, 0);
-    else if (a == "--seed") integer(o.seed, 0);
-    else usage("unknown flag " + a);
-  }
-  if (o.workload.empty()) usage("--workload is required");
+  Flags f("deepprompt-bench",
+          "deepprompt-bench --workload forward|ptv2-step|full-step|infer-folded|gemm-peak\n"
+          "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
+          "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
+          "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n"
+          "         [--first-token-only 0|1]");
+  shape_flags(f, o);
+  f.choice("--workload", o.workload, {"forward", "ptv2-step", "full-step", "infer-folded", "gemm-peak"});
+  f.integers("--lengths", o.lengths, 2).choice("--dtype", o.dtype, {"f32", "bf16"});
+  f.boolean("--first-token-only", o.first_token_only);
+  f.parse(argc, argv);
+  if (o.workload.empty()) f.usage("--workload is required");
   if (o.dtype == "bf16" && o.workload == "full-step")
-    usage("--dtype bf16: bf16 weights are for a frozen backbone; full-step trains every weight (fp32)");
-  if (o.hidden % o.heads != 0) usage("--heads must divide --hidden");
+    f.usage("--dtype bf16: bf16 weights are for a frozen backbone; full-step trains every weight (fp32)");
+  if (o.hidden % o.heads != 0) f.usage("--heads must divide --hidden");
   if (!o.lengths.empty()) {
     if (static_cast<index_t>(o.lengths.size()) != o.batch)
-      usage("--lengths gives " + std::to_string(o.lengths.size()) + " lengths for --batch " + std::to_string(o.batch));
+      f.usage("--lengths gives " + std::to_string(o.lengths.size()) + " lengths for --batch " + std::to_string(o.batch));
     for (index_t n : o.lengths)
-      if (n > o.seq) usage("--lengths: " + std::to_string(n) + " is longer than --seq " + std::to_string(o.seq));
+      if (n > o.seq) f.usage("--lengths: " + std::to_string(n) + " is longer than --seq " + std::to_string(o.seq));
   }
   return o;
 }
