@@ -79,61 +79,6 @@
 
 namespace deepprompt {
 
-// --- options and outputs ---------------------------------------------------------------------
-
-template <class T>
-struct BertOutput {
-  Var<T, 3> last_hidden_state;  // (B, T, C)
-  Var<T, 2> pooler_output;      // (B, C); empty when the model has no pooler
-};
-
-/// Per-call settings of Bert::forward.
-struct BertRun {
-  bool training = false;           // dropout on (with the model's probabilities)
-  bool shift_positions = true;     // with a prefix, positions start at P (as HF); false: at 0
-  Generator* generator = nullptr;  // dropout's random stream; nullptr: the model's own
-  /// Empty, or one value per row: row b's tokens are numbered from position_offsets[b] (replaces
-  /// the start above; for batches whose rows carry prompts of different lengths).
-  std::span<const index_t> position_offsets{};
-  /// Skip the padding: when the attention mask's rows are ones followed by zeros (and any prefix
-  /// columns of a (B, P + T) mask are all ones), the layers run on the real tokens only, packed
-  /// (ops/packing.hpp, packed_attention). The real positions' outputs are what the padded run
-  /// gives (up to rounding: other summation orders); last_hidden_state is 0 at padded
-  /// positions (the padded run gives vectors there that nothing should read), and dropout draws
-  /// other words. Other masks take the padded path.
-  bool unpadded = false;
-  /// With unpadded: the caller reads only each row's first token ([CLS]: pooler_output, or
-  /// last_hidden_state[:, 0]). The last layer then computes its outputs for those rows only (its
-  /// keys and values still come from every token), and last_hidden_state is (B, 1, C). The
-  /// sequence classification head sets it.
-  bool first_token_only = false;
-};
-
-/// No key/value prefix (the default of Bert::forward).
-struct NoPrefix {};
-
-/// Which optional parts a model has. automatic (loading only): the part exists iff the checkpoint
-/// holds it.
-enum class BertPart { automatic, yes, no };
-
-struct BertInit {
-  std::uint64_t seed = 0;      // of the initial weights (and of the dropout generator)
-  bool random_weights = true;  // false: Linear and Embedding weights start at 0 (about to be loaded)
-  bool pooler = true;
-  bool mlm_head = false;
-};
-
-struct BertLoadOptions {
-  BertPart pooler = BertPart::automatic;  // pooler.dense.*
-  BertPart mlm_head = BertPart::no;       // cls.predictions.*; automatic: iff in the checkpoint
-  /// Strict: every parameter must be in the file with its shape, and every tensor of the file
-  /// must be a parameter or one that Hugging Face ignores too (see load_weights). Not strict:
-  /// what fits is loaded, the rest keeps its random initialisation (as Hugging Face does).
-  bool strict = true;
-  /// When set, receives the names of the file's tensors that were ignored.
-  std::vector<std::string>* ignored = nullptr;
-};
-
 // --- the model -------------------------------------------------------------------------------
 
 template <BertConfigLike Cfg, class T = float>
@@ -531,34 +476,19 @@ class Bert {
       }
       x = embeddings.combine(words(), types, positions, gen, run.training);
     }
+    const auto prefix_of = [&](index_t l) { return l == 0 ? first : prefix_at(prefix, l); };
     std::optional<std::vector<index_t>> lengths;  // the real rows' lengths when the layers run packed
     if (run.unpadded && !attention_mask.empty()) lengths = packable_lengths(attention_mask, attention_mask.extent(1) - L);
-    if (lengths) {
-      const std::vector<index_t> offsets = sequence_offsets(*lengths);
-      x = pack_sequences(x, *lengths);  // (1, N, C)
-      const index_t full_layers = run.first_token_only ? cfg.layers - 1 : cfg.layers;
-      for (index_t l = 0; l < full_layers; ++l) {
-        const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
-        x = layer.forward(x, {}, l == 0 ? first : prefix_at(prefix, l), gen, run.training, offsets);
-      }
-      if (full_layers < cfg.layers) {  // the last layer for the first tokens only
-        std::vector<index_t> first_rows(static_cast<std::size_t>(B) + 1);  // {0, 1, ..., B}: one query each
-        std::iota(first_rows.begin(), first_rows.end(), index_t{0});
-        auto first_of = Tensor<std::int64_t, 2>({1, B});  // each sequence's first row in x
-        for (index_t b = 0; b < B; ++b) first_of(0, b) = offsets[static_cast<std::size_t>(b)];
-        const Var<T, 3> xq = embedding(reshape<2>(x, Shape<2>{x.extent(1), cfg.hidden}), first_of);  // (1, B, C): a row gather
-        const auto& layer = encoder.layer.back();
-        x = reshape<3>(layer.forward_queries(xq, x, full_layers == 0 ? first : prefix_at(prefix, full_layers), gen,
-                                             run.training, offsets, first_rows),
-                       Shape<3>{B, 1, cfg.hidden});  // (B, 1, C)
-      } else {
-        x = unpack_sequences(x, *lengths, L);  // (B, T, C), zeros at padding
-      }
+    if (!lengths) {
+      x = encoder.forward(x, mask, prefix_of, gen, run.training);
+    } else if (run.first_token_only) {
+      x = reshape<3>(encoder.forward_packed(pack_sequences(x, *lengths), sequence_offsets(*lengths), true, prefix_of,
+                                            gen, run.training),
+                     Shape<3>{B, 1, cfg.hidden});  // (B, 1, C)
     } else {
-      for (index_t l = 0; l < cfg.layers; ++l) {
-        const auto& layer = encoder.layer[static_cast<std::size_t>(l)];
-        x = layer.forward(x, mask, l == 0 ? first : prefix_at(prefix, l), gen, run.training);
-      }
+      x = unpack_sequences(encoder.forward_packed(pack_sequences(x, *lengths), sequence_offsets(*lengths), false,
+                                                  prefix_of, gen, run.training),
+                           *lengths, L);  // (B, T, C), zeros at padding
     }
     BertOutput<T> out;
     out.last_hidden_state = x;

@@ -9,11 +9,16 @@
 // are not sizes (activation, epsilon, dropout, pad id, init range) are run-time members of both,
 // with Hugging Face's defaults, and are read from config.json by from_pretrained.
 //
-// The parsed config.json itself is io/config.hpp's HfBertConfig.
+// The parsed config.json itself is io/config.hpp's HfBertConfig. The model's per-call settings
+// (BertRun), its output (BertOutput) and its construction and loading options are here too.
 #include <concepts>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
+#include "../autodiff/var.hpp"
+#include "../core/rng.hpp"
 #include "../core/tensor.hpp"
 #include "../io/config.hpp"
 #include "../nn/activation.hpp"
@@ -145,5 +150,60 @@ BertDynamicConfig to_dynamic(const C& c) {
   d.max_positions = c.max_positions, d.type_vocab = c.type_vocab;
   return d;
 }
+
+// --- options and outputs of the model (models/bert.hpp) ---------------------------------------
+
+template <class T>
+struct BertOutput {
+  Var<T, 3> last_hidden_state;  // (B, T, C)
+  Var<T, 2> pooler_output;      // (B, C); empty when the model has no pooler
+};
+
+/// Per-call settings of Bert::forward.
+struct BertRun {
+  bool training = false;           // dropout on (with the model's probabilities)
+  bool shift_positions = true;     // with a prefix, positions start at P (as HF); false: at 0
+  Generator* generator = nullptr;  // dropout's random stream; nullptr: the model's own
+  /// Empty, or one value per row: row b's tokens are numbered from position_offsets[b] (replaces
+  /// the start above; for batches whose rows carry prompts of different lengths).
+  std::span<const index_t> position_offsets{};
+  /// Skip the padding: when the attention mask's rows are ones followed by zeros (and any prefix
+  /// columns of a (B, P + T) mask are all ones), the layers run on the real tokens only, packed
+  /// (ops/packing.hpp, packed_attention). The real positions' outputs are what the padded run
+  /// gives (up to rounding: other summation orders); last_hidden_state is 0 at padded
+  /// positions (the padded run gives vectors there that nothing should read), and dropout draws
+  /// other words. Other masks take the padded path.
+  bool unpadded = false;
+  /// With unpadded: the caller reads only each row's first token ([CLS]: pooler_output, or
+  /// last_hidden_state[:, 0]). The last layer then computes its outputs for those rows only (its
+  /// keys and values still come from every token), and last_hidden_state is (B, 1, C). The
+  /// sequence classification head sets it.
+  bool first_token_only = false;
+};
+
+/// No key/value prefix (the default of Bert::forward).
+struct NoPrefix {};
+
+/// Which optional parts a model has. automatic (loading only): the part exists iff the checkpoint
+/// holds it.
+enum class BertPart { automatic, yes, no };
+
+struct BertInit {
+  std::uint64_t seed = 0;      // of the initial weights (and of the dropout generator)
+  bool random_weights = true;  // false: Linear and Embedding weights start at 0 (about to be loaded)
+  bool pooler = true;
+  bool mlm_head = false;
+};
+
+struct BertLoadOptions {
+  BertPart pooler = BertPart::automatic;  // pooler.dense.*
+  BertPart mlm_head = BertPart::no;       // cls.predictions.*; automatic: iff in the checkpoint
+  /// Strict: every parameter must be in the file with its shape, and every tensor of the file
+  /// must be a parameter or one that Hugging Face ignores too (see load_weights). Not strict:
+  /// what fits is loaded, the rest keeps its random initialisation (as Hugging Face does).
+  bool strict = true;
+  /// When set, receives the names of the file's tensors that were ignored.
+  std::vector<std::string>* ignored = nullptr;
+};
 
 }  // namespace deepprompt

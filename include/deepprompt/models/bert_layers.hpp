@@ -4,6 +4,7 @@
 // key/value prefix and packed sequences), the residual outputs, the feed-forward, the layer,
 // the encoder, the pooler and the masked-LM head.
 #include <cstdint>
+#include <numeric>
 #include <span>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "../nn/module.hpp"
 #include "../nn/norm.hpp"
 #include "../ops/concat.hpp"
+#include "../ops/embedding.hpp"
 #include "../ops/shape.hpp"
 #include "bert_config.hpp"
 
@@ -229,6 +231,36 @@ struct BertLayer {
 template <class T>
 struct BertEncoder {
   std::vector<BertLayer<T>> layer;
+
+  /// The layers over x (B, T, C) with the additive mask (B, T) or (B, P + T) (or empty);
+  /// prefix_of(l): layer l's KVPrefix<T> (empty: none). Returns (B, T, C).
+  template <class PrefixOf>
+  Var<T, 3> forward(Var<T, 3> x, const Tensor<T, 2>& mask, PrefixOf&& prefix_of, Generator* gen,
+                    bool training) const {
+    for (std::size_t l = 0; l < layer.size(); ++l)
+      x = layer[l].forward(x, mask, prefix_of(static_cast<index_t>(l)), gen, training);
+    return x;
+  }
+
+  /// The layers over packed sequences x (1, N, C), sequence b being rows [offsets[b],
+  /// offsets[b + 1]). Returns (1, N, C); with first_token_only, the last layer computes each
+  /// sequence's first row only (its keys and values still come from every row): (1, B, C).
+  template <class PrefixOf>
+  Var<T, 3> forward_packed(Var<T, 3> x, std::span<const index_t> offsets, bool first_token_only,
+                           PrefixOf&& prefix_of, Generator* gen, bool training) const {
+    const std::size_t full = first_token_only ? layer.size() - 1 : layer.size();
+    for (std::size_t l = 0; l < full; ++l)
+      x = layer[l].forward(x, {}, prefix_of(static_cast<index_t>(l)), gen, training, offsets);
+    if (full == layer.size()) return x;
+    const index_t B = static_cast<index_t>(offsets.size()) - 1, C = x.extent(2);
+    std::vector<index_t> first_rows(static_cast<std::size_t>(B) + 1);  // {0, 1, ..., B}: one query each
+    std::iota(first_rows.begin(), first_rows.end(), index_t{0});
+    auto first_of = Tensor<std::int64_t, 2>({1, B});  // each sequence's first row in x
+    for (index_t b = 0; b < B; ++b) first_of(0, b) = offsets[static_cast<std::size_t>(b)];
+    const Var<T, 3> xq = embedding(reshape<2>(x, Shape<2>{x.extent(1), C}), first_of);  // (1, B, C): a row gather
+    return layer.back().forward_queries(xq, x, prefix_of(static_cast<index_t>(full)), gen, training, offsets,
+                                        first_rows);
+  }
 
   template <class V>
   void visit(V&& v) {

@@ -1,0 +1,209 @@
+#pragma once
+// T5's pieces apart from the model class (models/t5.hpp assembles them and documents the
+// Hugging Face names): the relative position buckets, the batch / prefix / output / cache types
+// of T5::forward, and the parameter modules of the stacks (namespace t5), named as Hugging Face's
+// T5 modules are.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "../autodiff/parameter.hpp"
+#include "../nn/attention.hpp"  // KVPrefix
+#include "../nn/module.hpp"
+#include "t5_config.hpp"
+
+namespace deepprompt {
+
+/// Hugging Face's T5Attention._relative_position_bucket for one relative position
+/// (memory position - query position), with its float32 arithmetic: positions below
+/// max_exact = buckets/2 (buckets/4 per direction when bidirectional) get their own bucket,
+/// larger ones logarithmic buckets up to max_distance, beyond it the last bucket. Bidirectional
+/// (encoder): positive offsets use the upper half of the buckets; causal (decoder): positive
+/// offsets (future keys) fall into bucket 0.
+inline std::int64_t t5_relative_position_bucket(std::int64_t relative_position, bool bidirectional,
+                                                std::int64_t num_buckets, std::int64_t max_distance) {
+  std::int64_t bucket = 0;
+  std::int64_t n = num_buckets;
+  std::int64_t rp = relative_position;
+  if (bidirectional) {
+    n /= 2;
+    if (rp > 0) bucket += n;
+    rp = rp < 0 ? -rp : rp;
+  } else {
+    rp = rp < 0 ? -rp : 0;
+  }
+  const std::int64_t max_exact = n / 2;
+  if (rp < max_exact) return bucket + rp;
+  // torch: max_exact + (log(rp.float() / max_exact) / math.log(max_distance / max_exact)
+  //                     * (n - max_exact)).to(long), all in float32
+  const float ratio = static_cast<float>(rp) / static_cast<float>(max_exact);
+  const float denom = static_cast<float>(std::log(static_cast<double>(max_distance) / static_cast<double>(max_exact)));
+  const float scaled = std::log(ratio) / denom * static_cast<float>(n - max_exact);
+  const std::int64_t large = std::min<std::int64_t>(max_exact + static_cast<std::int64_t>(scaled), n - 1);
+  return bucket + large;
+}
+
+/// Per-layer prefixes of a T5. Each vector is empty (no prefix) or has one entry per layer of its
+/// kind (an empty entry: no prefix on that layer).
+template <class T>
+struct T5Prefix {
+  std::vector<KVPrefix<T>> encoder;  // encoder self-attention, num_layers entries
+  std::vector<KVPrefix<T>> decoder;  // decoder self-attention, num_decoder_layers entries
+  std::vector<KVPrefix<T>> cross;    // cross-attention, num_decoder_layers entries
+};
+
+/// Inputs of T5::forward. Token ids are int64; masks hold 0/1 (1 = attend).
+struct T5Batch {
+  Tensor<std::int64_t, 2> input_ids{};               // (B, Ts), required
+  Tensor<std::int64_t, 2> attention_mask{};          // (B, Ts); empty: all ones
+  Tensor<std::int64_t, 2> decoder_input_ids{};       // (B, S); empty: labels shifted right
+  Tensor<std::int64_t, 2> decoder_attention_mask{};  // (B, S); empty: all ones (causal only)
+  Tensor<std::int64_t, 2> labels{};                  // (B, S); -100 = ignored; empty: no loss
+};
+
+template <class T>
+struct T5Output {
+  Var<T, 3> logits;                     // (B, S, V)
+  Var<T, 3> encoder_last_hidden_state;  // (B, Ts, d_model)
+  std::optional<Var<T, 0>> loss;        // with labels: mean cross-entropy over labels != -100
+};
+
+/// The decoder's key/value cache: per layer, the self-attention keys and values of the positions
+/// decoded so far (B, H, t, D) and the cross-attention keys and values of the encoder output
+/// (B, H, Ts, D), computed on the first step. Prefixes are not cached here (they are constants
+/// passed with each call).
+template <class T>
+struct T5Cache {
+  struct Layer {
+    Var<T, 4> self_k{}, self_v{}, cross_k{}, cross_v{};
+  };
+  std::vector<Layer> layers;
+  index_t length = 0;  // decoded positions held
+
+  /// Keeps row rows[i] of the self-attention cache as row i (beam search reordering). The
+  /// cross-attention rows are left as they are (they are equal within a beam group).
+  void reorder(const std::vector<index_t>& rows) {
+    for (auto& l : layers) {
+      l.self_k = Var<T, 4>(gather_rows(l.self_k.value(), rows));
+      l.self_v = Var<T, 4>(gather_rows(l.self_v.value(), rows));
+    }
+  }
+
+  template <std::size_t R>
+  static Tensor<T, R> gather_rows(const Tensor<T, R>& x, const std::vector<index_t>& rows) {
+    Shape<R> s = x.shape();
+    s[0] = static_cast<index_t>(rows.size());
+    Tensor<T, R> y(s);
+    const index_t row = x.extent(0) > 0 ? x.size() / x.extent(0) : 0;
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      std::copy_n(x.data() + rows[i] * row, row, y.data() + static_cast<index_t>(i) * row);
+    return y;
+  }
+};
+
+namespace t5 {
+
+// Modules with the Hugging Face names (see visit()).
+template <class T>
+struct Matrix {  // nn.Linear without bias, or nn.Embedding
+  Parameter<T, 2> weight;
+  template <class V>
+  void visit(V&& v) {
+    v("weight", weight);
+  }
+};
+template <class T>
+struct Norm {  // T5LayerNorm
+  Parameter<T, 1> weight;
+  template <class V>
+  void visit(V&& v) {
+    v("weight", weight);
+  }
+};
+template <class T>
+struct Attention {  // T5Attention
+  Matrix<T> q, k, v, o;
+  std::optional<Matrix<T>> relative_attention_bias;  // (buckets, H), first layer of a stack only
+  template <class V>
+  void visit(V&& vis) {
+    vis("q", q);
+    vis("k", k);
+    vis("v", v);
+    vis("o", o);
+    vis("relative_attention_bias", relative_attention_bias);
+  }
+};
+template <class T>
+struct SelfAttentionLayer {  // T5LayerSelfAttention
+  Attention<T> attention;
+  Norm<T> layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("SelfAttention", attention);
+    v("layer_norm", layer_norm);
+  }
+};
+template <class T>
+struct CrossAttentionLayer {  // T5LayerCrossAttention
+  Attention<T> attention;
+  Norm<T> layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("EncDecAttention", attention);
+    v("layer_norm", layer_norm);
+  }
+};
+template <class T>
+struct Dense {  // T5DenseActDense (wi, wo) or T5DenseGatedActDense (wi_0, wi_1, wo)
+  std::optional<Matrix<T>> wi, wi_0, wi_1;
+  Matrix<T> wo;
+  template <class V>
+  void visit(V&& v) {
+    v("wi", wi);
+    v("wi_0", wi_0);
+    v("wi_1", wi_1);
+    v("wo", wo);
+  }
+};
+template <class T>
+struct FeedForwardLayer {  // T5LayerFF
+  Dense<T> dense;
+  Norm<T> layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("DenseReluDense", dense);
+    v("layer_norm", layer_norm);
+  }
+};
+template <class T>
+struct Block {  // T5Block: layer.0 self-attention, [layer.1 cross-attention,] last: feed-forward
+  SelfAttentionLayer<T> self;
+  std::optional<CrossAttentionLayer<T>> cross;  // decoder only
+  FeedForwardLayer<T> ff;
+  template <class V>
+  void visit(V&& v) {
+    v("layer.0", self);
+    if (cross) {
+      v("layer.1", *cross);
+      v("layer.2", ff);
+    } else {
+      v("layer.1", ff);
+    }
+  }
+};
+template <class T>
+struct Stack {  // T5Stack (its embed_tokens is the model's `shared`)
+  std::vector<Block<T>> block;
+  Norm<T> final_layer_norm;
+  template <class V>
+  void visit(V&& v) {
+    v("block", block);
+    v("final_layer_norm", final_layer_norm);
+  }
+};
+
+}  // namespace t5
+
+}  // namespace deepprompt
