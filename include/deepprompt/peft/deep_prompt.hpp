@@ -57,11 +57,10 @@
 #include "../ops/concat.hpp"
 #include "../ops/dropout.hpp"
 #include "../ops/shape.hpp"
+#include "prefix_rows.hpp"
+#include "prompt_checks.hpp"
 
 namespace deepprompt {
-
-/// An extent known only at run time (as std::dynamic_extent for std::span).
-inline constexpr index_t dynamic = -1;
 
 enum class PromptInit { normal, zeros, uniform };
 
@@ -143,77 +142,6 @@ void init_prompt(const Tensor<T, R>& t, const DeepPromptOptions& o, Generator& g
 }
 
 }  // namespace peft_detail
-
-/// Layer l's keys and values of prompt rows (P, layers * 2 * H * D), each row ordered
-/// (layer, key/value, head, head_dim): `layers` prefixes, keys and values (H, P, D), shared by
-/// the batch. Differentiable in `rows`. Throws ShapeError unless 2 * layers * heads divides the
-/// row width.
-template <class T>
-std::vector<KVPrefix<T>> kv_prefixes(const Var<T, 2>& rows, index_t layers, index_t heads) {
-  const index_t P = rows.extent(0), W = rows.extent(1);
-  if (layers <= 0 || heads <= 0 || W % (2 * layers * heads) != 0)
-    throw ShapeError(detail::cat("kv_prefixes: prompt rows of shape ", shape_str(rows.shape()), " do not split into ",
-                                 layers, " layers x 2 (key, value) x ", heads, " heads"));
-  const index_t D = W / (2 * layers * heads);
-  // (P, 2L, H, D) -> (2L, H, P, D): PEFT's permute([2, 0, 3, 1, 4]) without the batch axis
-  const Var<T, 4> x = permute(reshape<4>(rows, Shape<4>{P, 2 * layers, heads, D}), {1, 2, 0, 3});
-  std::vector<KVPrefix<T>> out;
-  out.reserve(static_cast<std::size_t>(layers));
-  for (index_t l = 0; l < layers; ++l) {
-    auto k = reshape<3>(slice(x, 0, 2 * l, 2 * l + 1), Shape<3>{heads, P, D});  // axis-0 slices are views
-    auto v = reshape<3>(slice(x, 0, 2 * l + 1, 2 * l + 2), Shape<3>{heads, P, D});
-    out.push_back(KVPrefix<T>::shared(std::move(k), std::move(v)));
-  }
-  return out;
-}
-
-/// The same per example: rows (B, P, layers * 2 * H * D) -> prefixes (B, H, P, D).
-template <class T>
-std::vector<KVPrefix<T>> kv_prefixes(const Var<T, 3>& rows, index_t layers, index_t heads) {
-  const index_t B = rows.extent(0), P = rows.extent(1), W = rows.extent(2);
-  if (layers <= 0 || heads <= 0 || W % (2 * layers * heads) != 0)
-    throw ShapeError(detail::cat("kv_prefixes: prompt rows of shape ", shape_str(rows.shape()), " do not split into ",
-                                 layers, " layers x 2 (key, value) x ", heads, " heads"));
-  const index_t D = W / (2 * layers * heads);
-  const Var<T, 5> x = permute(reshape<5>(rows, Shape<5>{B, P, 2 * layers, heads, D}), {2, 0, 3, 1, 4});
-  std::vector<KVPrefix<T>> out;
-  out.reserve(static_cast<std::size_t>(layers));
-  for (index_t l = 0; l < layers; ++l) {
-    auto k = reshape<4>(slice(x, 0, 2 * l, 2 * l + 1), Shape<4>{B, heads, P, D});
-    auto v = reshape<4>(slice(x, 0, 2 * l + 1, 2 * l + 2), Shape<4>{B, heads, P, D});
-    out.push_back(KVPrefix<T>::per_example(std::move(k), std::move(v)));
-  }
-  return out;
-}
-
-/// Prefix tuning's reparameterisation: second(tanh(first(embedding))).
-/// embedding: (P, C); w0: (M, C), b0: (M); w2: (N, M), b2: (N) -> (P, N).
-template <class T>
-Var<T, 2> prefix_projection(const Var<T, 2>& embedding, const Var<T, 2>& w0, const Var<T, 1>& b0, const Var<T, 2>& w2,
-                            const Var<T, 1>& b2) {
-  return linear(deepprompt::tanh(linear(embedding, w0, b0)), w2, b2);
-}
-
-/// PEFT's PrefixEncoder with prefix_projection: embedding (Tokens, Hidden), transform.0
-/// Linear(Hidden, M), tanh, transform.2 Linear(M, 2 * Layers * Hidden).
-template <class T = float>
-struct PrefixProjection {
-  Parameter<T, 2> embedding;  // (P, C)
-  Linear<T> first;            // transform.0: weight (M, C), bias (M)
-  Linear<T> second;           // transform.2: weight (N, M), bias (N)
-
-  Var<T, 2> forward() const {  // -> (P, N)
-    return prefix_projection(embedding.var(), first.weight.var(), first.bias->var(), second.weight.var(),
-                             second.bias->var());
-  }
-
-  template <class V>
-  void visit(V&& v) {
-    v("embedding.weight", embedding);
-    v("transform.0", first);
-    v("transform.2", second);
-  }
-};
 
 /// What save_peft() writes besides the prompt.
 struct PeftSaveOptions {
@@ -507,53 +435,5 @@ class DeepPrompt : public detail::DeepPromptImpl<T> {
 /// A DeepPrompt whose sizes are all known only at run time.
 template <class T = float>
 using DynamicDeepPrompt = DeepPrompt<dynamic, dynamic, dynamic, T>;
-
-// --- checks of a prompt against a model --------------------------------------------------------
-
-namespace peft_detail {
-
-// Instantiated with the two numbers, so that the compiler's note shows them.
-template <index_t PromptLayers, index_t ModelLayers>
-struct PromptLayersMatchModel {
-  static_assert(PromptLayers == ModelLayers,
-                "DeepPrompt<Layers, Tokens, Hidden>: Layers differs from the model's number of layers (the "
-                "compiler's note shows prompt Layers == model layers)");
-  static constexpr bool value = true;
-};
-template <index_t PromptHidden, index_t ModelHidden>
-struct PromptHiddenMatchesModel {
-  static_assert(PromptHidden == ModelHidden,
-                "DeepPrompt<Layers, Tokens, Hidden>: Hidden differs from the model's hidden size (the "
-                "compiler's note shows prompt Hidden == model hidden size)");
-  static constexpr bool value = true;
-};
-
-/// Compile-time check of a prompt type against a model's static sizes (a dynamic extent on
-/// either side is checked at run time instead).
-template <class Prompt, index_t ModelLayers, index_t ModelHidden>
-constexpr bool static_check() {
-  if constexpr (requires { Prompt::static_layers; }) {
-    if constexpr (Prompt::static_layers != dynamic && ModelLayers != dynamic)
-      static_assert(PromptLayersMatchModel<Prompt::static_layers, ModelLayers>::value);
-  }
-  if constexpr (requires { Prompt::static_hidden; }) {
-    if constexpr (Prompt::static_hidden != dynamic && ModelHidden != dynamic)
-      static_assert(PromptHiddenMatchesModel<Prompt::static_hidden, ModelHidden>::value);
-  }
-  return true;
-}
-
-/// Run-time check: ShapeError naming both sizes.
-inline void check_fits(index_t prompt_layers, index_t prompt_hidden, index_t model_layers, index_t model_hidden,
-                       const char* model) {
-  if (prompt_layers != model_layers)
-    throw ShapeError(detail::cat("DeepPrompt: the prompt has ", prompt_layers, " layers but the ", model, " has ",
-                                 model_layers));
-  if (prompt_hidden != model_hidden)
-    throw ShapeError(detail::cat("DeepPrompt: the prompt's hidden size is ", prompt_hidden, " but the ", model,
-                                 "'s is ", model_hidden));
-}
-
-}  // namespace peft_detail
 
 }  // namespace deepprompt

@@ -1,0 +1,90 @@
+#pragma once
+// PEFT's layout of a deep prompt: rows (Tokens, Layers * 2 * Hidden), each ordered (layer,
+// key/value, head, head_dim), and the per-layer key/value prefixes they are viewed as
+// (kv_prefixes, through differentiable reshape / permute / slice); Prefix Tuning's
+// reparameterisation that produces such rows (PrefixProjection). Used by DeepPrompt
+// (peft/deep_prompt.hpp), Prefix Tuning and the T5 / USE Lite prefixes.
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "../autodiff/parameter.hpp"
+#include "../nn/attention.hpp"  // KVPrefix
+#include "../nn/linear.hpp"
+#include "../ops/activation.hpp"
+#include "../ops/shape.hpp"
+
+namespace deepprompt {
+
+/// Layer l's keys and values of prompt rows (P, layers * 2 * H * D), each row ordered
+/// (layer, key/value, head, head_dim): `layers` prefixes, keys and values (H, P, D), shared by
+/// the batch. Differentiable in `rows`. Throws ShapeError unless 2 * layers * heads divides the
+/// row width.
+template <class T>
+std::vector<KVPrefix<T>> kv_prefixes(const Var<T, 2>& rows, index_t layers, index_t heads) {
+  const index_t P = rows.extent(0), W = rows.extent(1);
+  if (layers <= 0 || heads <= 0 || W % (2 * layers * heads) != 0)
+    throw ShapeError(detail::cat("kv_prefixes: prompt rows of shape ", shape_str(rows.shape()), " do not split into ",
+                                 layers, " layers x 2 (key, value) x ", heads, " heads"));
+  const index_t D = W / (2 * layers * heads);
+  // (P, 2L, H, D) -> (2L, H, P, D): PEFT's permute([2, 0, 3, 1, 4]) without the batch axis
+  const Var<T, 4> x = permute(reshape<4>(rows, Shape<4>{P, 2 * layers, heads, D}), {1, 2, 0, 3});
+  std::vector<KVPrefix<T>> out;
+  out.reserve(static_cast<std::size_t>(layers));
+  for (index_t l = 0; l < layers; ++l) {
+    auto k = reshape<3>(slice(x, 0, 2 * l, 2 * l + 1), Shape<3>{heads, P, D});  // axis-0 slices are views
+    auto v = reshape<3>(slice(x, 0, 2 * l + 1, 2 * l + 2), Shape<3>{heads, P, D});
+    out.push_back(KVPrefix<T>::shared(std::move(k), std::move(v)));
+  }
+  return out;
+}
+
+/// The same per example: rows (B, P, layers * 2 * H * D) -> prefixes (B, H, P, D).
+template <class T>
+std::vector<KVPrefix<T>> kv_prefixes(const Var<T, 3>& rows, index_t layers, index_t heads) {
+  const index_t B = rows.extent(0), P = rows.extent(1), W = rows.extent(2);
+  if (layers <= 0 || heads <= 0 || W % (2 * layers * heads) != 0)
+    throw ShapeError(detail::cat("kv_prefixes: prompt rows of shape ", shape_str(rows.shape()), " do not split into ",
+                                 layers, " layers x 2 (key, value) x ", heads, " heads"));
+  const index_t D = W / (2 * layers * heads);
+  const Var<T, 5> x = permute(reshape<5>(rows, Shape<5>{B, P, 2 * layers, heads, D}), {2, 0, 3, 1, 4});
+  std::vector<KVPrefix<T>> out;
+  out.reserve(static_cast<std::size_t>(layers));
+  for (index_t l = 0; l < layers; ++l) {
+    auto k = reshape<4>(slice(x, 0, 2 * l, 2 * l + 1), Shape<4>{B, heads, P, D});
+    auto v = reshape<4>(slice(x, 0, 2 * l + 1, 2 * l + 2), Shape<4>{B, heads, P, D});
+    out.push_back(KVPrefix<T>::per_example(std::move(k), std::move(v)));
+  }
+  return out;
+}
+
+/// Prefix tuning's reparameterisation: second(tanh(first(embedding))).
+/// embedding: (P, C); w0: (M, C), b0: (M); w2: (N, M), b2: (N) -> (P, N).
+template <class T>
+Var<T, 2> prefix_projection(const Var<T, 2>& embedding, const Var<T, 2>& w0, const Var<T, 1>& b0, const Var<T, 2>& w2,
+                            const Var<T, 1>& b2) {
+  return linear(deepprompt::tanh(linear(embedding, w0, b0)), w2, b2);
+}
+
+/// PEFT's PrefixEncoder with prefix_projection: embedding (Tokens, Hidden), transform.0
+/// Linear(Hidden, M), tanh, transform.2 Linear(M, 2 * Layers * Hidden).
+template <class T = float>
+struct PrefixProjection {
+  Parameter<T, 2> embedding;  // (P, C)
+  Linear<T> first;            // transform.0: weight (M, C), bias (M)
+  Linear<T> second;           // transform.2: weight (N, M), bias (N)
+
+  Var<T, 2> forward() const {  // -> (P, N)
+    return prefix_projection(embedding.var(), first.weight.var(), first.bias->var(), second.weight.var(),
+                             second.bias->var());
+  }
+
+  template <class V>
+  void visit(V&& v) {
+    v("embedding.weight", embedding);
+    v("transform.0", first);
+    v("transform.2", second);
+  }
+};
+
+}  // namespace deepprompt
