@@ -253,6 +253,18 @@ TEST_CASE("linear_bf16: forward against the bf16 reference and near fp32; dx, db
   CHECK(fwd_err > 0);
 }
 
+TEST_CASE("linear_bf16: shape errors name the op and the shapes") {
+  const auto w = std::make_shared<const Bf16LinearWeight>(random_tensor<float, 2>({5, 3}, 610));
+  const Var<float, 3> x(Tensor<float, 3>::zeros({2, 3, 4}));
+  CHECK_THROWS_WITH_AS(linear_bf16(x, w), doctest::Contains("linear_bf16: x's last extent"), ShapeError);
+  CHECK_THROWS_WITH_AS(linear_bf16(x, w), doctest::Contains("(2, 3, 4) and (5, 3)"), ShapeError);
+  const Var<float, 2> fits(Tensor<float, 2>::zeros({2, 3}));
+  const Var<float, 1> bias(Tensor<float, 1>::zeros({4}));
+  CHECK_THROWS_WITH_AS(linear_bf16(fits, w, &bias), doctest::Contains("bias must have weight's Out extent; got (4) and (5, 3)"),
+                       ShapeError);
+  CHECK(linear_bf16(fits, w).shape() == Shape<2>{2, 5});
+}
+
 TEST_CASE("linear_bf16: dx matches finite differences of the bf16 forward (loosely), with and without bias") {
   const index_t in = 16, out = 8;
   for (bool with_bias : {true, false}) {

@@ -25,25 +25,38 @@ namespace deepprompt {
 
 namespace detail {
 
+// The rows of x (..., In) for a weight of shape ws (Out, In) and a bias (Out) or null, after
+// checking that they fit (ShapeError naming `op` and the shapes).
 template <class T, std::size_t R>
-Var<T, R> linear_impl(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 1>* bias) {
+index_t linear_rows(const char* op, const Var<T, R>& x, const Shape<2>& ws, const Var<T, 1>* bias) {
   static_assert(R >= 1, "linear: x must have at least one axis, (..., In)");
-  const index_t in = weight.extent(1), out_features = weight.extent(0);
-  check_shapes(x.extent(R - 1) == in, "linear", "x's last extent must equal weight's In in (Out, In)", x.shape(),
-               weight.shape());
-  if (bias)
-    check_shapes(bias->extent(0) == out_features, "linear", "bias must have weight's Out extent", bias->shape(),
-                 weight.shape());
+  check_shapes(x.extent(R - 1) == ws[1], op, "x's last extent must equal weight's In in (Out, In)", x.shape(), ws);
+  if (bias) check_shapes(bias->extent(0) == ws[0], op, "bias must have weight's Out extent", bias->shape(), ws);
   index_t rows = 1;
   for (std::size_t i = 0; i + 1 < R; ++i) rows *= x.extent(i);
+  return rows;
+}
 
+// y (..., Out): x's shape with Out last, filled by product(y) = x W^T (rows, Out), plus the bias.
+template <class T, std::size_t R, class Product>
+Tensor<T, R> linear_values(const Var<T, R>& x, index_t rows, index_t out_features, const Var<T, 1>* bias,
+                           Product&& product) {
   Shape<R> ys = x.shape();
   ys[R - 1] = out_features;
   Tensor<T, R> y(ys);  // (rows, Out)
-  cpu::gemm<T>(cpu::Trans::No, cpu::Trans::Yes, rows, out_features, in, T(1), x.value().data(), in,
-               weight.value().data(), in, T(0), y.data(), out_features);
+  product(y.data());
   if (bias) cpu::add_rows<T>(y.data(), bias->value().data(), y.data(), rows, out_features);
+  return y;
+}
 
+template <class T, std::size_t R>
+Var<T, R> linear_impl(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 1>* bias) {
+  const index_t in = weight.extent(1), out_features = weight.extent(0);
+  const index_t rows = linear_rows("linear", x, weight.shape(), bias);
+  Tensor<T, R> y = linear_values(x, rows, out_features, bias, [&](T* yd) {
+    cpu::gemm<T>(cpu::Trans::No, cpu::Trans::Yes, rows, out_features, in, T(1), x.value().data(), in,
+                 weight.value().data(), in, T(0), yd, out_features);
+  });
   const bool bias_grad = bias && bias->requires_grad();
   auto out = Var<T, R>::result(y, x.requires_grad() || weight.requires_grad() || bias_grad);
   if (out.requires_grad()) {
@@ -122,23 +135,11 @@ class Bf16LinearWeight {
 template <std::size_t R>
 Var<float, R> linear_bf16(const Var<float, R>& x, std::shared_ptr<const Bf16LinearWeight> w,
                           const Var<float, 1>* bias = nullptr) {
-  static_assert(R >= 1, "linear_bf16: x must have at least one axis, (..., In)");
   const index_t in = w->in_features(), out_features = w->out_features();
-  const Shape<2> ws{out_features, in};
-  check_shapes(x.extent(R - 1) == in, "linear_bf16", "x's last extent must equal weight's In in (Out, In)", x.shape(),
-               ws);
-  if (bias)
-    check_shapes(bias->extent(0) == out_features, "linear_bf16", "bias must have weight's Out extent", bias->shape(),
-                 ws);
-  index_t rows = 1;
-  for (std::size_t i = 0; i + 1 < R; ++i) rows *= x.extent(i);
-
-  Shape<R> ys = x.shape();
-  ys[R - 1] = out_features;
-  Tensor<float, R> y(ys);  // (rows, Out)
-  cpu::gemm_bf16(rows, x.value().data(), in, w->forward_packing(), 0.0f, y.data(), out_features);
-  if (bias) cpu::add_rows<float>(y.data(), bias->value().data(), y.data(), rows, out_features);
-
+  const index_t rows = detail::linear_rows("linear_bf16", x, Shape<2>{out_features, in}, bias);
+  Tensor<float, R> y = detail::linear_values(x, rows, out_features, bias, [&](float* yd) {
+    cpu::gemm_bf16(rows, x.value().data(), in, w->forward_packing(), 0.0f, yd, out_features);
+  });
   const bool bias_grad = bias && bias->requires_grad();
   auto out = Var<float, R>::result(y, x.requires_grad() || bias_grad);
   if (out.requires_grad()) {
