@@ -3,6 +3,14 @@
 // chosen by overloading on the policy, so CPU and CUDA share one front end (as Eigen's devices).
 #include <concepts>
 
+// Marks functions that CUDA kernels call too (compiled for host and device by nvcc; plain
+// functions elsewhere): the Philox generator, so that both devices draw the same words.
+#if defined(__CUDACC__)
+#define DEEPPROMPT_HOST_DEVICE __host__ __device__
+#else
+#define DEEPPROMPT_HOST_DEVICE
+#endif
+
 namespace deepprompt {
 
 /// Host memory, kernels in backend/cpu (Eigen GEMM, xsimd, OpenMP).

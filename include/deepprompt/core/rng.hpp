@@ -8,22 +8,42 @@
 #include <cstdint>
 #include <numbers>
 
+#include "device.hpp"
+
 namespace deepprompt {
 
-/// The Philox4x32-10 bijection: 128-bit counter x 64-bit key -> 128 random bits.
-inline std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> ctr, std::uint64_t key64) {
+/// The Philox4x32-10 bijection, in place: 128-bit counter c x 64-bit key -> 128 random bits.
+/// Host and device code (backend/cuda draws the CPU's words).
+DEEPPROMPT_HOST_DEVICE inline void philox4x32_10(std::uint32_t c[4], std::uint64_t key64) {
   constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr std::uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   std::uint32_t k0 = static_cast<std::uint32_t>(key64), k1 = static_cast<std::uint32_t>(key64 >> 32);
   for (int round = 0; round < 10; ++round) {
-    const std::uint64_t p0 = std::uint64_t{kM0} * ctr[0];
-    const std::uint64_t p1 = std::uint64_t{kM1} * ctr[2];
-    ctr = {static_cast<std::uint32_t>(p1 >> 32) ^ ctr[1] ^ k0, static_cast<std::uint32_t>(p1),
-           static_cast<std::uint32_t>(p0 >> 32) ^ ctr[3] ^ k1, static_cast<std::uint32_t>(p0)};
+    const std::uint64_t p0 = std::uint64_t{kM0} * c[0];
+    const std::uint64_t p1 = std::uint64_t{kM1} * c[2];
+    const std::uint32_t c1 = c[1], c3 = c[3];
+    c[0] = static_cast<std::uint32_t>(p1 >> 32) ^ c1 ^ k0;
+    c[1] = static_cast<std::uint32_t>(p1);
+    c[2] = static_cast<std::uint32_t>(p0 >> 32) ^ c3 ^ k1;
+    c[3] = static_cast<std::uint32_t>(p0);
     k0 += kW0;
     k1 += kW1;
   }
+}
+
+/// The same on an array.
+inline std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> ctr, std::uint64_t key64) {
+  philox4x32_10(ctr.data(), key64);
   return ctr;
+}
+
+/// Word i of the Philox stream `seed`: word i % 4 of the block with counter (i / 4, 0).
+/// Generator(seed).word_at(i); host and device code.
+DEEPPROMPT_HOST_DEVICE inline std::uint32_t philox_word(std::uint64_t seed, std::uint64_t i) {
+  const std::uint64_t block = i / 4;
+  std::uint32_t c[4] = {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), 0u, 0u};
+  philox4x32_10(c, seed);
+  return c[i % 4];
 }
 
 /// A stream of random numbers identified by (seed, offset). `offset` advances by the number of
@@ -38,9 +58,7 @@ class Generator {
 
   /// Word i of the stream, without advancing it.
   std::uint32_t word_at(std::uint64_t i) const {
-    const std::uint64_t block = i / 4;
-    const auto r = philox4x32({static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32), 0u, 0u}, seed_);
-    return r[i % 4];
+    return philox_word(seed_, i);
   }
   /// Uniform in [0, 1) with 24 random bits (exactly representable in float).
   static float to_unit(std::uint32_t w) { return static_cast<float>(w >> 8) * 0x1.0p-24f; }
