@@ -2,9 +2,10 @@
 // The CUDA backend behind the device-dispatched front end (backend/dispatch.hpp): the Cuda
 // overloads of the functions the CPU backend offers, and every kernel header of backend/cuda
 // (namespace deepprompt::cuda mirrors deepprompt::cpu: elementwise, rowwise, dropout, lookup,
-// gemm). Compiled by nvcc only (DEEPPROMPT_CUDA=ON), with --extended-lambda.
+// gemm, attention). Compiled by nvcc only (DEEPPROMPT_CUDA=ON), with --extended-lambda.
 #include "../../core/blas_types.hpp"
 #include "../../core/device.hpp"
+#include "attention.cuh"
 #include "dropout.cuh"
 #include "elementwise.cuh"
 #include "gemm.cuh"
