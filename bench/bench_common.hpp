@@ -4,7 +4,7 @@
 // classification head and one training setup (P-Tuning v2 or full fine-tuning) with its step.
 // The functions taking an options object `o` read its fields batch, seq, layers, hidden, heads,
 // ffn, vocab, prefix, labels, dropout, seed (and, when present, lengths, prefix_dropout,
-// unfreeze and unpadded).
+// unfreeze, unpadded, first_token_only, dtype and packed).
 #include <deepprompt/deepprompt.hpp>
 
 #include <nlohmann/json.hpp>
@@ -214,6 +214,10 @@ class Trainer {
       if constexpr (requires { o.dtype; })
         if (o.dtype == "bf16")
           std::fprintf(stderr, "ptv2-step: %d frozen Linear layers on bf16 weights\n", dp::use_bf16_weights(ptv2_->bert));
+      if constexpr (requires { o.packed; })
+        if (o.packed == 1)
+          std::fprintf(stderr, "ptv2-step: %d frozen Linear layers on pre-packed weights\n",
+                       dp::use_packed_weights(ptv2_->bert));
       params = dp::trainable_parameters<float>(*ptv2_);
       total_params = dp::parameter_count(*ptv2_);
     } else {

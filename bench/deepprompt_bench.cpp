@@ -6,11 +6,15 @@
 //       [--batch 8] [--seq 128] [--lengths a,b,...] [--layers 12] [--hidden 768] [--heads 12]
 //       [--ffn 3072] [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--threads 2]
 //       [--dtype f32|bf16] [--runs 3] [--warmup 1] [--seed 0] [--unpadded 1]
-//       [--first-token-only 1]
+//       [--first-token-only 1] [--packed 0|1]
 //   (flags as "--name value" or "--name=value")
 // --dtype bf16 (forward, infer-folded, ptv2-step): the backbone is frozen and its Linear weights
 // held in bfloat16 (nn/linear.hpp use_bf16_weights: AVX512-BF16 products, fp32 accumulation;
 // the prompt, the head and AdamW's state stay fp32).
+// --packed 1 (forward, infer-folded, ptv2-step; fp32): the frozen backbone's Linear weights are
+// packed once for their forward GEMM (nn/linear.hpp use_packed_weights: the same bits, no packing
+// of W per call, as much memory again as the weights). Default: 1 for the inference workloads,
+// 0 for ptv2-step (whose memory is one of its targets).
 //
 // Workloads (BERT-base shapes by default, random weights with Hugging Face's initialisation):
 //   forward       eval mode, no tape: embeddings, layers, pooler.
@@ -67,6 +71,7 @@ struct Options {
   std::string dtype = "f32";
   bool unpadded = true;
   bool first_token_only = true;  // ptv2-step, full-step: the loss reads [CLS] only (BertRun)
+  int packed = -1;                // pre-packed frozen weights; -1: the workload's default
 };
 
 Options parse(int argc, char** argv) {
@@ -76,12 +81,17 @@ Options parse(int argc, char** argv) {
           "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
           "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
           "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n"
-          "         [--first-token-only 0|1]");
+          "         [--first-token-only 0|1] [--packed 0|1]");
   shape_flags(f, o);
   f.choice("--workload", o.workload, {"forward", "ptv2-step", "full-step", "infer-folded", "gemm-peak"});
   f.integers("--lengths", o.lengths, 2).choice("--dtype", o.dtype, {"f32", "bf16"});
   f.boolean("--first-token-only", o.first_token_only);
+  f.integer("--packed", o.packed, 0);
   f.parse(argc, argv);
+  if (o.packed > 1) f.usage("--packed takes 0 or 1");
+  if (o.packed < 0) o.packed = o.workload == "forward" || o.workload == "infer-folded" ? 1 : 0;
+  if (o.packed && (o.workload == "full-step" || o.dtype == "bf16"))
+    f.usage("--packed 1: packs fp32 frozen weights (not with full-step or --dtype bf16)");
   if (o.workload.empty()) f.usage("--workload is required");
   if (o.dtype == "bf16" && o.workload == "full-step")
     f.usage("--dtype bf16: bf16 weights are for a frozen backbone; full-step trains every weight (fp32)");
@@ -132,6 +142,10 @@ std::vector<double> run_inference(const Options& o, const Batch& in) {
   if (o.dtype == "bf16") {
     dp::freeze(bert);
     std::fprintf(stderr, "%s: %d Linear layers on bf16 weights\n", o.workload.c_str(), dp::use_bf16_weights(bert));
+  }
+  if (o.packed) {
+    dp::freeze(bert);
+    std::fprintf(stderr, "%s: %d Linear layers on pre-packed weights\n", o.workload.c_str(), dp::use_packed_weights(bert));
   }
   dp::BertRun run;
   run.unpadded = o.unpadded;
@@ -203,7 +217,7 @@ int main(int argc, char** argv) {
                   {"hidden", o.hidden}, {"heads", o.heads}, {"ffn", o.ffn}, {"vocab", o.vocab}, {"prefix", o.prefix},
                   {"labels", o.labels}, {"dropout", o.dropout}, {"threads", o.threads}, {"dtype", o.dtype},
                   {"runs", o.runs}, {"warmup", o.warmup}, {"seed", o.seed}, {"unpadded", o.unpadded},
-                  {"first_token_only", o.first_token_only},
+                  {"first_token_only", o.first_token_only}, {"packed", o.packed == 1},
                   {"omp_wait_policy", omp_wait_policy()}});
     std::printf("%s\n", j.dump().c_str());
     return 0;

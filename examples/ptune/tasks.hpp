@@ -98,10 +98,16 @@ inline Setup setup(const Args& a) {
 }
 
 /// --bf16: the backbone's frozen Linear weights in bfloat16 (nn/linear.hpp, use_bf16_weights:
-/// AVX512-BF16 products, fp32 accumulation); the method's own parameters stay fp32.
+/// AVX512-BF16 products, fp32 accumulation); the method's own parameters stay fp32. Otherwise,
+/// for eval and predict (`train` false), the frozen weights are pre-packed for their forward
+/// GEMM (use_packed_weights: the same results, no per-call packing, twice the weights' memory).
 template <class Backbone>
-void with_bf16(const Args& a, Backbone& backbone) {
-  if (a.has("bf16")) std::fprintf(stderr, "ptune: %d frozen Linear layers on bf16 weights\n", dp::use_bf16_weights(backbone));
+void with_weights(const Args& a, Backbone& backbone, bool train) {
+  if (a.has("bf16"))
+    std::fprintf(stderr, "ptune: %d frozen Linear layers on bf16 weights\n", dp::use_bf16_weights(backbone));
+  else if (!train)
+    if (const int n = dp::use_packed_weights(backbone); n > 0)
+      std::fprintf(stderr, "ptune: %d frozen Linear layers on pre-packed weights\n", n);
 }
 
 inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
@@ -109,7 +115,7 @@ inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
   bert.set_dropout(s.dropout, bert.cfg.attention_probs_dropout_prob);
   if (!train) {
     dp::BertMethod loaded = dp::BertMethod::load(std::move(bert), existing_dir(a, "adapter"));
-    with_bf16(a, loaded.bert);
+    with_weights(a, loaded.bert, false);
     return loaded;
   }
   const std::string name = a.str("method", "ptv2");
@@ -122,7 +128,7 @@ inline dp::BertMethod bert_method(const Setup& s, const Args& a, bool train) {
                              .lora_dropout = a.num<double>("lora-dropout", 0.1),
                              .seed = s.ro.seed};
   dp::BertMethod method = dp::BertMethod::create(std::move(bert), *m, mo);
-  with_bf16(a, method.bert);
+  with_weights(a, method.bert, true);
   return method;
 }
 
@@ -137,7 +143,7 @@ int with_use_runner(const Args& a, bool train, const Setup& s, const fs::path& d
   if (!train) {
     d.train.clear();
     tasks::UseClassifier loaded = tasks::load_use_adapter(std::move(model), existing_dir(a, "adapter"));
-    with_bf16(a, loaded.backbone.use);
+    with_weights(a, loaded.backbone.use, false);
     tasks::UseClassificationRunner r(std::move(loaded), tok, std::move(d), s.ro);
     return f(r);
   }
@@ -151,7 +157,7 @@ int with_use_runner(const Args& a, bool train, const Setup& s, const fs::path& d
                                 .lora_dropout = a.num<double>("lora-dropout", 0.1),
                                 .seed = s.ro.seed};
   dp::UseLiteMethod method = dp::UseLiteMethod::create(std::move(model), *m, mo);
-  with_bf16(a, method.use);
+  with_weights(a, method.use, true);
   tasks::UseClassificationRunner r(std::move(method), tok, std::move(d), s.ro, s.dropout);
   return f(r);
 }

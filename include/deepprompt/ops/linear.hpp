@@ -13,6 +13,10 @@
 // linear_bf16: the same product for a FROZEN weight held in bfloat16 (Bf16LinearWeight, packed
 // once for backend/cpu/gemm_bf16.hpp): x is rounded to bf16 as it is packed, products accumulate
 // in fp32. Its backward gives dx (+= dy W, W in bf16, dy rounded to bf16) and db, never dW.
+//
+// linear_packed: the same product for a FROZEN fp32 weight packed once for the forward GEMM
+// (PackedLinearWeight, backend/cpu/gemm_packed.hpp): bit-identical to linear, without packing W at
+// every call. Its backward gives dx (+= dy W with the fp32 weight) and db, never dW.
 #include <memory>
 #include <mutex>
 
@@ -20,6 +24,7 @@
 #include "../backend/cpu/elementwise.hpp"
 #include "../backend/cpu/gemm.hpp"
 #include "../backend/cpu/gemm_bf16.hpp"
+#include "../backend/cpu/gemm_packed.hpp"
 
 namespace deepprompt {
 
@@ -47,6 +52,29 @@ Tensor<T, R> linear_values(const Var<T, R>& x, index_t rows, index_t out_feature
   product(y.data());
   if (bias) cpu::add_rows<T>(y.data(), bias->value().data(), y.data(), rows, out_features);
   return y;
+}
+
+// The result of a linear with a frozen weight: y recorded with a backward that gives
+// dx (through dx_product(dy, beta, dx, rows), which computes dx = dy W + beta dx) when x needs a
+// gradient, and db when the bias does; the weight never gets one.
+template <std::size_t R, class DxProduct>
+Var<float, R> frozen_linear_result(const Var<float, R>& x, const Tensor<float, R>& y, index_t rows, index_t out_features,
+                                   const Var<float, 1>* bias, DxProduct&& dx_product) {
+  const bool bias_grad = bias && bias->requires_grad();
+  auto out = Var<float, R>::result(y, x.requires_grad() || bias_grad);
+  if (out.requires_grad()) {
+    tape().record(out.node(), [rows, out_features, xn = x.node(), bn = bias_grad ? bias->node() : nullptr,
+                               dx_product = std::forward<DxProduct>(dx_product)](const Tensor<float, R>& dy) {
+      if (xn) {  // the first gradient of x is written, not added
+        bool fresh = false;
+        float* dx = xn->accumulator(fresh).data();
+        dx_product(dy.data(), fresh ? 0.0f : 1.0f, dx, rows);
+      }
+      if (bn)  // db (Out) += sum over rows of dy
+        cpu::sum_rows_accumulate<float>(dy.data(), bn->accumulator().data(), rows, out_features);
+    });
+  }
+  return out;
 }
 
 template <class T, std::size_t R>
@@ -140,22 +168,54 @@ Var<float, R> linear_bf16(const Var<float, R>& x, std::shared_ptr<const Bf16Line
   Tensor<float, R> y = detail::linear_values(x, rows, out_features, bias, [&](float* yd) {
     cpu::gemm_bf16(rows, x.value().data(), in, w->forward_packing(), 0.0f, yd, out_features);
   });
-  const bool bias_grad = bias && bias->requires_grad();
-  auto out = Var<float, R>::result(y, x.requires_grad() || bias_grad);
-  if (out.requires_grad()) {
-    tape().record(out.node(), [rows, out_features, xn = x.node(), bn = bias_grad ? bias->node() : nullptr,
-                               w = x.requires_grad() ? std::move(w) : nullptr](const Tensor<float, R>& dy) {
-      if (xn) {  // dx (rows, In) += dy (rows, Out) W (Out, In); the first gradient of x is written, not added
-        bool fresh = false;
-        float* dx = xn->accumulator(fresh).data();
-        cpu::gemm_bf16(rows, dy.data(), out_features, w->backward_packing(), fresh ? 0.0f : 1.0f, dx,
-                       w->in_features());
-      }
-      if (bn)  // db (Out) += sum over rows of dy
-        cpu::sum_rows_accumulate<float>(dy.data(), bn->accumulator().data(), rows, out_features);
-    });
-  }
-  return out;
+  return detail::frozen_linear_result(x, y, rows, out_features, bias,
+                                      [w = x.requires_grad() ? std::move(w) : nullptr](const float* dy, float beta, float* dx,
+                                                                                   index_t n) {
+                                        // dx (rows, In) = dy (rows, Out) W (Out, In) + beta dx; dy rounded to bf16
+                                        cpu::gemm_bf16(n, dy, w->out_features(), w->backward_packing(), beta, dx,
+                                                       w->in_features());
+                                      });
+}
+
+/// A frozen (Out, In) fp32 weight packed once for linear_packed's forward product. Memory: as
+/// much again as the weight. It keeps a handle on the fp32 tensor (dx uses it) and does not
+/// follow later changes of its values: pack after loading the weights.
+/// requires: cpu::PackedWeight::available() (AVX-512 builds; Error otherwise).
+class PackedLinearWeight {
+ public:
+  explicit PackedLinearWeight(const Tensor<float, 2>& weight)
+      : weight_(weight), packed_(weight.extent(0), weight.extent(1), weight.data(), weight.extent(1)) {}
+  index_t in_features() const { return weight_.extent(1); }
+  index_t out_features() const { return weight_.extent(0); }
+  const Tensor<float, 2>& weight() const { return weight_; }  // (Out, In)
+  const cpu::PackedWeight& packed() const { return packed_; }
+  std::size_t bytes() const { return packed_.bytes(); }
+
+ private:
+  Tensor<float, 2> weight_;  // shares the parameter's storage
+  cpu::PackedWeight packed_;
+};
+
+/// y = x W^T (+ b) with W frozen and pre-packed: bit-identical to linear(x, W, b).
+/// x: (..., In), w: (Out, In) packed, bias: (Out) or null. Throws ShapeError naming
+/// "linear_packed" when In or Out disagree. Backward: dx += dy W when x needs a gradient, db when
+/// the bias does; the weight gets none. The tape keeps `w` alive.
+template <std::size_t R>
+Var<float, R> linear_packed(const Var<float, R>& x, std::shared_ptr<const PackedLinearWeight> w,
+                            const Var<float, 1>* bias = nullptr) {
+  const index_t in = w->in_features(), out_features = w->out_features();
+  const index_t rows = detail::linear_rows("linear_packed", x, Shape<2>{out_features, in}, bias);
+  Tensor<float, R> y = detail::linear_values(x, rows, out_features, bias, [&](float* yd) {
+    cpu::gemm_packed(w->packed(), rows, x.value().data(), in, 0.0f, yd, out_features);
+  });
+  return detail::frozen_linear_result(x, y, rows, out_features, bias,
+                                      [w = x.requires_grad() ? std::move(w) : nullptr](const float* dy, float beta, float* dx,
+                                                                                   index_t n) {
+                                        // dx (rows, In) = dy (rows, Out) W (Out, In) + beta dx
+                                        const index_t o = w->out_features(), i = w->in_features();
+                                        cpu::gemm<float>(cpu::Trans::No, cpu::Trans::No, n, i, o, 1.0f, dy, o,
+                                                         w->weight().data(), i, beta, dx, i);
+                                      });
 }
 
 }  // namespace deepprompt
