@@ -6,7 +6,12 @@
 //       [--batch 8] [--seq 128] [--layers 12] [--hidden 768] [--heads 12] [--ffn 3072]
 //       [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--prefix-dropout 0]
 //       [--runs 3] [--warmup 1] [--threads 2] [--seed 0] [--unfreeze GLOB] [--trim 0]
+//       [--unpadded 1] [--packed 1]
 //   (flags as "--name value" or "--name=value")
+//
+// --packed 1 (default): the ptv2 step's frozen Linear weights are packed once for their forward
+// GEMM (nn/linear.hpp use_packed_weights: the same bits; a frozen backbone's advantage that a
+// full fine-tuning step, whose weights change every step, cannot have). 0: packed every call.
 //
 // --unfreeze GLOB is the self-test of the GEMM check below: it makes the backbone parameters
 // whose names match GLOB (e.g. encoder.layer.5.intermediate.dense.weight) trainable in ptv2,
@@ -100,6 +105,7 @@ struct Options {
   std::string unfreeze;  // self-test of the GEMM check: backbone parameters to unfreeze in ptv2
   bool trim = false;     // return the pool's cached blocks to the system after setup
   bool unpadded = true;  // ptv2 / full: BertRun::unpadded (the layers run on the real tokens only)
+  int packed = 1;        // ptv2: the frozen Linear weights pre-packed (use_packed_weights)
 };
 
 Options parse(int argc, char** argv) {
@@ -109,13 +115,14 @@ Options parse(int argc, char** argv) {
           "         [--rounds N] [--batch N] [--seq N] [--layers N] [--hidden N] [--heads N]\n"
           "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--prefix-dropout P]\n"
           "         [--runs N] [--warmup N] [--threads N] [--seed N] [--unfreeze GLOB] [--trim 0|1]\n"
-          "         [--unpadded 0|1]");
+          "         [--unpadded 0|1] [--packed 0|1]");
   shape_flags(f, o);
   f.choice("--workload", o.workload, {"all", "pair", "ptv2", "full", "hidden", "interleaved"});
   f.fraction("--prefix-dropout", o.prefix_dropout).integer("--rounds", o.rounds, 1);
-  f.text("--unfreeze", o.unfreeze).boolean("--trim", o.trim);
+  f.text("--unfreeze", o.unfreeze).boolean("--trim", o.trim).integer("--packed", o.packed, 0);
   f.parse(argc, argv);
   if (o.hidden % o.heads != 0) f.usage("--heads must divide --hidden");
+  if (o.packed > 1) f.usage("--packed takes 0 or 1");
   return o;
 }
 
@@ -129,7 +136,7 @@ std::string child_flags(const Options& o, const std::string& workload) {
     << " --seed " << o.seed;
   if (!o.unfreeze.empty()) s << " --unfreeze '" << o.unfreeze << "'";
   if (o.trim) s << " --trim 1";
-  s << " --unpadded " << (o.unpadded ? 1 : 0);
+  s << " --unpadded " << (o.unpadded ? 1 : 0) << " --packed " << o.packed;
   return s.str();
 }
 
@@ -137,7 +144,7 @@ json shape_json(const Options& o) {
   return {{"batch", o.batch}, {"seq", o.seq},       {"layers", o.layers}, {"hidden", o.hidden},
           {"heads", o.heads}, {"ffn", o.ffn},       {"vocab", o.vocab},   {"prefix", o.prefix},
           {"labels", o.labels}, {"threads", o.threads}, {"runs", o.runs}, {"warmup", o.warmup},
-          {"unpadded", o.unpadded}};
+          {"unpadded", o.unpadded}, {"packed", o.packed == 1}};
 }
 
 
