@@ -8,6 +8,7 @@
 // and a nullptr gradient output makes them a no-op. Vectorised with xsimd, threaded with
 // OpenMP above simd::parallel_threshold elements; no heap allocation.
 #include "deepprompt/backend/cpu/simd.hpp"
+#include "deepprompt/backend/math_constants.hpp"
 
 namespace deepprompt::cpu {
 
@@ -121,14 +122,10 @@ void relu(const T* x, T* y, index_t n) {
 }
 
 namespace detail {
-template <class T>
-inline constexpr T inv_sqrt2 = T(0.70710678118654752440084436210484903928L);
-template <class T>
-inline constexpr T inv_sqrt_2pi = T(0.39894228040143267793994605993438186848L);
-template <class T>
-inline constexpr T sqrt_2_over_pi = T(0.79788456080286535587989211986876373695L);
-template <class T>
-inline constexpr T gelu_cubic = T(0.044715);
+using math::gelu_cubic;  // backend/math_constants.hpp
+using math::inv_sqrt2;
+using math::inv_sqrt_2pi;
+using math::sqrt_2_over_pi;
 
 // 1 + erf(x / sqrt 2), computed as erfc(-x / sqrt 2): no cancellation for negative x.
 template <class T>

@@ -18,37 +18,15 @@
 #include <cstdint>
 
 #include "../../core/rng.hpp"
+#include "../attention_args.hpp"
 #include "launch.cuh"
 
 namespace deepprompt::cuda {
 
-template <class T>
-struct AttentionArgs {
-  index_t batch = 0, heads = 0, q_len = 0, kv_len = 0, prefix_len = 0, head_dim = 0;
-  const T* q = nullptr;         // (B, H, Tq, D)
-  const T* k = nullptr;         // (B, H, Tk, D)
-  const T* v = nullptr;         // (B, H, Tk, D)
-  const T* prefix_k = nullptr;  // (H, P, D) or (B, H, P, D); nullptr iff P == 0
-  const T* prefix_v = nullptr;
-  bool prefix_per_example = false;
-  const T* mask = nullptr;  // additive (B, mask_cols) or nullptr
-  index_t mask_cols = 0;    // Tk or P + Tk
-  const T* bias = nullptr;  // additive (1 or B, H, Tq, bias_cols) or nullptr
-  bool bias_per_example = false;
-  index_t bias_cols = 0;  // Tk or P + Tk
-  bool causal = false;
-  T scale = T(1);
-  T dropout = T(0);
-  std::uint64_t seed = 0, first_word = 0;
-
-  __host__ __device__ index_t keys() const { return prefix_len + kv_len; }
-};
-
-/// Gradient outputs of attention_backward; each ACCUMULATES (+=), nullptr skips it.
-template <class T>
-struct AttentionGrads {
-  T *q = nullptr, *k = nullptr, *v = nullptr, *prefix_k = nullptr, *prefix_v = nullptr, *bias = nullptr;
-};
+// The arguments and gradient outputs (backend/attention_args.hpp, shared with the CPU kernels);
+// the packed layout (offsets, q_offsets) and saved keep bits are CPU-only.
+using deepprompt::AttentionArgs;
+using deepprompt::AttentionGrads;
 
 inline constexpr index_t kMaxHeadDim = 128;
 
@@ -239,6 +217,8 @@ __global__ void backward_kernel(AttentionArgs<T> a, const T* dout, const T* stat
 
 template <class T>
 void check_args(const AttentionArgs<T>& a, const char* what) {
+  if (a.offsets || a.q_offsets || a.keep_bits)
+    throw Error(std::string(what) + ": the packed layout and saved keep bits are not supported on the GPU yet");
   if (a.head_dim > kMaxHeadDim)
     throw Error(std::string(what) + ": head_dim " + std::to_string(a.head_dim) + " is above the CUDA kernel's " +
                 std::to_string(kMaxHeadDim));

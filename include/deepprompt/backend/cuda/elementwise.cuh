@@ -4,6 +4,7 @@
 // input of its shape; backward kernels ACCUMULATE, dx += ..., and a null gradient output makes
 // them a no-op). Asynchronous on the default stream; launch errors throw deepprompt::Error.
 #include "launch.cuh"
+#include "../math_constants.hpp"
 
 namespace deepprompt::cuda {
 
@@ -84,14 +85,10 @@ void relu(const T* x, T* y, index_t n) {  // NaN stays NaN, as torch.relu
 }
 
 namespace detail {
-template <class T>
-inline constexpr T inv_sqrt2 = T(0.70710678118654752440084436210484903928L);
-template <class T>
-inline constexpr T inv_sqrt_2pi = T(0.39894228040143267793994605993438186848L);
-template <class T>
-inline constexpr T sqrt_2_over_pi = T(0.79788456080286535587989211986876373695L);
-template <class T>
-inline constexpr T gelu_cubic = T(0.044715);
+using math::gelu_cubic;  // backend/math_constants.hpp
+using math::inv_sqrt2;
+using math::inv_sqrt_2pi;
+using math::sqrt_2_over_pi;
 }  // namespace detail
 
 // y = 0.5 x (1 + erf(x / sqrt 2)) (BERT's "gelu").
