@@ -13,6 +13,7 @@
 #include "deepprompt/ops/embedding.hpp"
 #include "deepprompt/ops/linear.hpp"
 #include "deepprompt/ops/norm.hpp"
+#include "deepprompt/ops/packing.hpp"
 #include "deepprompt/ops/shape.hpp"
 #include "deepprompt/train/clip_grad.hpp"
 #include "deepprompt/train/optimizer.hpp"
@@ -124,6 +125,49 @@ TEST_CASE("an activation needed only for a frozen weight's gradient is freed in 
   const auto frozen = in_use_after_forward(false);
   const auto trainable = in_use_after_forward(true);
   CHECK(trainable - frozen >= N * C * sizeof(float));
+}
+
+TEST_CASE("a warmed-up step on packed sequences (unpadded, pairs handed out dynamically) performs no heap allocation") {
+  // three sequences of 6, 3 and 1 tokens packed into 10 rows, a shared key/value prefix, attention
+  // dropout; the backbone frozen, the prefix trainable (BertRun::unpadded's path, by hand)
+  constexpr index_t B = 3, T = 6, C = 16, H = 2, D = 8, P = 3;
+  const std::vector<index_t> lengths{6, 3, 1};
+  const std::vector<index_t> offsets = dp::sequence_offsets(lengths);
+  const index_t N = offsets.back();
+  std::uint64_t seed = 20;
+  auto frozen = [&](const char* n, dp::Shape<2> sh) {
+    return dp::Parameter<float, 2>(n, dp_test::random_tensor<float, 2>(sh, seed++, -0.3, 0.3), false);
+  };
+  const dp::Parameter<float, 2> wq = frozen("wq", {C, C}), wk = frozen("wk", {C, C}), wv = frozen("wv", {C, C}),
+                                wo = frozen("wo", {C, C});
+  dp::Parameter<float, 3> pk("pk", dp_test::random_tensor<float, 3>({H, P, D}, seed++), true),
+      pv("pv", dp_test::random_tensor<float, 3>({H, P, D}, seed++), true);
+  const dp::Var<float, 3> x(dp_test::random_tensor<float, 3>({B, T, C}, seed++));  // (B, T, C), padded
+  dp::AdamW<float> opt({pk, pv}, {.lr = 1e-2f});
+  dp::Generator gen(7);
+  float first = 0, last = 0;
+  auto step = [&] {
+    const auto xp = dp::reshape<2>(dp::pack_sequences(x, lengths), dp::Shape<2>{N, C});  // (N, C)
+    dp::AttentionOptions<float> o;
+    o.prefix_k = pk.var(), o.prefix_v = pv.var();
+    o.dropout = 0.1f, o.generator = &gen;
+    const auto a = dp::packed_attention(dp::linear(xp, wq.var()), dp::linear(xp, wk.var()), dp::linear(xp, wv.var()),
+                                        H, offsets, o);  // (N, C)
+    auto loss = dp::sum(dp::mul(dp::linear(a, wo.var()), dp::linear(a, wo.var())));
+    last = loss.value().item();
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+  };
+  step();
+  first = last;
+  step();
+  const auto heap = dp_test::heap_allocations();
+  const auto pool = dp::MemoryPool::cpu().stats().system_allocations;
+  for (int i = 0; i < 3; ++i) step();
+  CHECK(dp_test::heap_allocations() - heap == 0);
+  CHECK(dp::MemoryPool::cpu().stats().system_allocations == pool);
+  CHECK(last < first);
 }
 
 }  // namespace test_training_step

@@ -307,9 +307,10 @@ Pair<T> pair_with_panels(const AttentionArgs<T>& a, index_t b, index_t h, T* sp,
 // f(bh, thread) for every (batch, head) pair bh in [0, B * H). Packed sequences differ in length:
 // their pairs are handed out one at a time from an atomic counter (long ones first take a thread
 // while others share the rest). Padded pairs are all alike and split statically, so that which
-// thread runs which pair does not depend on timing: a thread's first GEMM grows its thread_local
-// packing buffers, and a warmed-up step must allocate nothing (tests/unit/test_training_step.cpp;
-// with the counter, an idle worker that missed the warm-up steps' pairs grew them later).
+// thread runs which pair does not depend on timing. With the counter, a worker that got no pair
+// during the warm-up steps would allocate its GEMM packing buffers at its first pair later, so
+// every thread of that region reserves them first: a warmed-up step allocates nothing
+// (tests/unit/test_training_step.cpp).
 template <class T, class F>
 void for_each_pair(const AttentionArgs<T>& a, F&& f) {
   const index_t n = a.batch * a.heads;
@@ -321,6 +322,7 @@ void for_each_pair(const AttentionArgs<T>& a, F&& f) {
   std::atomic<index_t> next{0};
 #pragma omp parallel num_threads(team_size(n))
   {
+    detail::reserve_thread_scratch<T>();  // a thread that gets no pair now may get its first one later
     const int t = omp_get_thread_num();
     for (index_t i = next.fetch_add(1, std::memory_order_relaxed); i < n; i = next.fetch_add(1, std::memory_order_relaxed))
       f(i, t);

@@ -2,7 +2,8 @@
 //
 // Why not `C.noalias() = A * B` on Eigen maps? Three reasons, all measured:
 //  - Eigen allocates its packing buffers on every call; here each thread packs into its own
-//    thread_local buffers, grown once, so a GEMM performs no heap allocation after warm-up;
+//    thread_local buffers (thread_scratch), allocated once at the largest block size, so a
+//    thread that has run any product runs every later one without heap allocation;
 //  - Eigen's OpenMP split is not the best one for our shapes; here each thread computes one
 //    output panel, split along the dimension that duplicates the least packing;
 //  - compiled by GCC 12 with -march=native on AMD Zen 4, Eigen 3.4's 48x4 float kernel has its
@@ -68,6 +69,16 @@ class Scratch {
   std::size_t capacity_ = 0;
 };
 
+// This thread's packing buffers, shared by every product it runs (products never nest on one
+// thread: inside a parallel region they run single-threaded).
+struct ThreadScratch {
+  Scratch lhs, rhs;
+};
+inline ThreadScratch& thread_scratch() {
+  thread_local ThreadScratch s;
+  return s;
+}
+
 // Whether T's full tiles go to our AVX-512 kernel (48 x 8 column-major tiles).
 template <class T>
 inline constexpr bool kOwnKernel = DEEPPROMPT_GEMM_AVX512 && std::is_same_v<T, float>;
@@ -85,19 +96,39 @@ struct BlockSizes {
   index_t mc, nc, kc;
 };
 
+// The largest blocks of our kernel's blocking (block_sizes below).
+inline constexpr index_t kMaxMc = 384, kMaxNc = 4096, kMaxKc = 256;
+
 template <class T>
 BlockSizes block_sizes(index_t rows, index_t cols, index_t depth) {
   if constexpr (kOwnKernel<T>) {
     // Tuned on Zen 4 (32 KiB L1d, 1 MiB L2): an 8 x kc rhs sliver stays in L1 while the
     // mc x kc lhs block (384 KiB) streams from L2; the kc x nc rhs block (at most 4 MiB)
     // sits in L3. kc from 192 to 512 and mc from 192 to 768 are all within 2%.
-    return {std::min<index_t>(rows, 384), std::min<index_t>(cols, 4096),
-            std::min<index_t>(depth, 256)};
+    return {std::min(rows, kMaxMc), std::min(cols, kMaxNc), std::min(depth, kMaxKc)};
   } else {
     BlockSizes b{rows, cols, depth};
     ei::computeProductBlockingSizes<T, T, 1>(b.kc, b.mc, b.nc, index_t{1});
     return b;
   }
+}
+
+// The packing buffers' sizes at the largest blocks (our kernel's blocking; 0 for Eigen's,
+// whose blocks depend on the product and grow the buffers as needed): allocated at these sizes
+// on a thread's first product, they serve every later one.
+template <class T>
+inline constexpr index_t kMaxLhs = kOwnKernel<T> ? kMaxMc * kMaxKc : 0;
+template <class T>
+inline constexpr index_t kMaxRhs = kOwnKernel<T> ? kMaxKc * kMaxNc : 0;
+
+// Allocates the calling thread's packing buffers now (at their largest sizes where they have
+// them), for parallel regions in which a thread may run its first product only in a later call
+// (work handed out dynamically): no product on this thread allocates afterwards.
+template <class T>
+void reserve_thread_scratch() {
+  ThreadScratch& space = thread_scratch();
+  (void)space.lhs.get<T>(kMaxLhs<T>);
+  (void)space.rhs.get<T>(kMaxRhs<T>);
 }
 
 #if DEEPPROMPT_GEMM_AVX512
@@ -204,9 +235,9 @@ void serial_product(index_t rows, index_t cols, index_t depth, T alpha, const T*
   ei::gemm_pack_rhs<T, index_t, RhsMapper, Traits::nr, RhsOrder> pack_rhs;
 
   const BlockSizes b = block_sizes<T>(rows, cols, depth);
-  thread_local Scratch lhs_space, rhs_space;
-  T* packed_lhs = lhs_space.get<T>(b.mc * b.kc);
-  T* packed_rhs = rhs_space.get<T>(b.kc * b.nc);
+  ThreadScratch& space = thread_scratch();
+  T* packed_lhs = space.lhs.get<T>(std::max(b.mc * b.kc, kMaxLhs<T>));
+  T* packed_rhs = space.rhs.get<T>(std::max(b.kc * b.nc, kMaxRhs<T>));
   const LhsMapper lhs(lhs_data, lhs_stride);
   const RhsMapper rhs(rhs_data, rhs_stride);
 

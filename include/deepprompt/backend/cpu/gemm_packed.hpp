@@ -90,8 +90,7 @@ inline void packed_block(const PackedWeight& w, const float* x, index_t ldx, flo
   using RhsMapper = ei::const_blas_data_mapper<float, index_t, ColMajor>;
   ei::gemm_pack_rhs<float, index_t, RhsMapper, Traits::nr, ColMajor> pack_rhs;
   const index_t nc = block_sizes<float>(out, m1 - m0, in).nc;
-  thread_local Scratch rhs_space;
-  float* packed_rhs = rhs_space.get<float>(kc * nc);
+  float* packed_rhs = thread_scratch().rhs.get<float>(std::max(kc * nc, kMaxRhs<float>));
   const RhsMapper rhs(x + m0 * ldx, ldx);  // rhs(k, j) = x[m0 + j][k]
   float* res = C + m0 * ldc;               // column-major C^T: (feature i, token j) at res[j ldc + i]
   for (index_t j = 0; j < m1 - m0; j += nc) {
