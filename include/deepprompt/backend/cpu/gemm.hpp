@@ -355,8 +355,9 @@ void gemm_parallel(const GemmArgs<T>& g, int threads) {
 // Ensures: beta == 0 overwrites C (NaN in C is not propagated); alpha == 0 or K == 0 gives
 //          C = beta * C without reading A or B. Runs on num_threads() threads (on the calling
 //          thread alone inside an OpenMP parallel region or for small products). Once a
-//          thread has run a product of some shape, it runs that shape again with no heap
-//          allocation. Counts one call and 2*M*N*K flops in counters().
+//          thread has run a product, it runs every later one with no heap allocation (with our
+//          AVX-512 kernel; with Eigen's, every product of a shape it has run). Counts one call
+//          and 2*M*N*K flops in counters().
 template <class T>
 void gemm(Trans ta, Trans tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
           const T* B, index_t ldb, T beta, T* C, index_t ldc) {
