@@ -19,4 +19,5 @@ cmake -S "$ROOT/tests/cuda" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_
 cmake --build "$BUILD" -j"$(nproc)"
 ctest --test-dir "$BUILD" --output-on-failure
 "$BUILD/deepprompt_cuda_kernels"
+"$BUILD/deepprompt_cuda_attention"
 "$BUILD/deepprompt_cuda_gemm_peak"
