@@ -87,19 +87,7 @@ struct Linear {
   /// Switches the bf16 weights on (packing the current weight) or off (releasing them).
   /// requires (on): T is float and the weight is frozen; throws Error otherwise.
   /// ensures: uses_bf16() == on; the fp32 weight is unchanged.
-  void use_bf16(bool on = true) {
-    if (!on) {
-      bf16_weight_.reset();
-      return;
-    }
-    if constexpr (!std::is_same_v<T, float>) {
-      throw Error("Linear::use_bf16: bf16 weights need a float Linear");
-    } else {
-      if (weight.trainable())
-        throw Error("Linear::use_bf16: the weight '" + weight.name() + "' is trainable; freeze it first");
-      bf16_weight_ = std::make_shared<const Bf16LinearWeight>(weight.value());
-    }
-  }
+  void use_bf16(bool on = true) { bf16_weight_ = frozen_copy<Bf16LinearWeight>(on, "use_bf16", "bf16 weights"); }
   /// Whether forward runs on bf16 weights (switched on, and the weight still frozen).
   bool uses_bf16() const { return bf16_weight_ != nullptr && !weight.trainable(); }
   /// The packed bf16 weight, null unless switched on.
@@ -109,17 +97,7 @@ struct Linear {
   /// requires (on): T is float, the weight is frozen, cpu::PackedWeight::available(); throws
   /// Error otherwise. ensures: uses_packed() == on; the weight is unchanged.
   void use_packed(bool on = true) {
-    if (!on) {
-      packed_weight_.reset();
-      return;
-    }
-    if constexpr (!std::is_same_v<T, float>) {
-      throw Error("Linear::use_packed: pre-packed weights need a float Linear");
-    } else {
-      if (weight.trainable())
-        throw Error("Linear::use_packed: the weight '" + weight.name() + "' is trainable; freeze it first");
-      packed_weight_ = std::make_shared<const PackedLinearWeight>(weight.value());
-    }
+    packed_weight_ = frozen_copy<PackedLinearWeight>(on, "use_packed", "pre-packed weights");
   }
   /// Whether forward runs on the pre-packed weight (switched on, and the weight still frozen).
   bool uses_packed() const { return packed_weight_ != nullptr && !weight.trainable(); }
@@ -148,6 +126,20 @@ struct Linear {
   }
 
  private:
+  // Copy(weight) of the frozen float weight (on) or null (off); Error naming Linear::`what`
+  // for a non-float Linear or a trainable weight.
+  template <class Copy>
+  std::shared_ptr<const Copy> frozen_copy(bool on, const char* what, const char* kind) const {
+    if (!on) return nullptr;
+    if constexpr (!std::is_same_v<T, float>) {
+      throw Error(std::string("Linear::") + what + ": " + kind + " need a float Linear");
+    } else {
+      if (weight.trainable())
+        throw Error(std::string("Linear::") + what + ": the weight '" + weight.name() + "' is trainable; freeze it first");
+      return std::make_shared<const Copy>(weight.value());
+    }
+  }
+
   std::shared_ptr<const Bf16LinearWeight> bf16_weight_;      // null unless use_bf16(true)
   std::shared_ptr<const PackedLinearWeight> packed_weight_;  // null unless use_packed(true)
 

@@ -235,32 +235,36 @@ void dropout_constants(const AttentionArgs<T>& a, std::uint64_t& threshold, T& s
 
 }  // namespace attn
 
-/// out: (B, H, Tq, D), overwritten; stats: (B, H, Tq, 2) or nullptr (the backward pass needs it).
-template <class T>
-void attention_forward(const AttentionArgs<T>& a, T* out, T* stats) {
-  attn::check_args(a, "cuda::attention_forward");
+namespace attn {
+// Checks `a`, then launch(blocks, threads, threshold, drop_scale) for one warp per query row
+// (nothing for an empty problem), and checks the launch.
+template <class T, class Launch>
+void launch_rows(const AttentionArgs<T>& a, const char* what, Launch&& launch) {
+  check_args(a, what);
   const index_t rows = a.batch * a.heads * a.q_len;
   if (rows == 0 || a.head_dim == 0) return;
   std::uint64_t threshold;
   T scale;
-  attn::dropout_constants(a, threshold, scale);
-  const auto blocks = static_cast<unsigned>((rows + attn::kRowsPerBlock - 1) / attn::kRowsPerBlock);
-  attn::forward_kernel<<<blocks, 32 * attn::kRowsPerBlock>>>(a, out, stats, threshold, scale);
-  check(cudaGetLastError(), "cuda::attention_forward");
+  dropout_constants(a, threshold, scale);
+  launch(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock), 32u * kRowsPerBlock, threshold, scale);
+  check(cudaGetLastError(), what);
+}
+}  // namespace attn
+
+/// out: (B, H, Tq, D), overwritten; stats: (B, H, Tq, 2) or nullptr (the backward pass needs it).
+template <class T>
+void attention_forward(const AttentionArgs<T>& a, T* out, T* stats) {
+  attn::launch_rows(a, "cuda::attention_forward", [&](unsigned blocks, unsigned threads, std::uint64_t thr, T scale) {
+    attn::forward_kernel<<<blocks, threads>>>(a, out, stats, thr, scale);
+  });
 }
 
 /// dout: as out; stats: as saved by attention_forward. Accumulates into the non-null outputs of g.
 template <class T>
 void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats, const AttentionGrads<T>& g) {
-  attn::check_args(a, "cuda::attention_backward");
-  const index_t rows = a.batch * a.heads * a.q_len;
-  if (rows == 0 || a.head_dim == 0) return;
-  std::uint64_t threshold;
-  T scale;
-  attn::dropout_constants(a, threshold, scale);
-  const auto blocks = static_cast<unsigned>((rows + attn::kRowsPerBlock - 1) / attn::kRowsPerBlock);
-  attn::backward_kernel<<<blocks, 32 * attn::kRowsPerBlock>>>(a, dout, stats, g, threshold, scale);
-  check(cudaGetLastError(), "cuda::attention_backward");
+  attn::launch_rows(a, "cuda::attention_backward", [&](unsigned blocks, unsigned threads, std::uint64_t thr, T scale) {
+    attn::backward_kernel<<<blocks, threads>>>(a, dout, stats, g, thr, scale);
+  });
 }
 
 }  // namespace deepprompt::cuda

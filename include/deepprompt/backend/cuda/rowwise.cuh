@@ -8,15 +8,21 @@
 
 namespace deepprompt::cuda {
 
+// The maximum of row x (cols) over the block, returned to every thread (-inf for an empty row).
+template <class T>
+__device__ T row_max(const T* x, index_t cols) {
+  T m = -T(INFINITY);
+  for (index_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmax(m, x[c]);
+  return block_max(m);
+}
+
 // y[r] = softmax(x[r]); a row that is all -inf gives zeros. y may alias x.
 template <class T>
 void softmax_rows(const T* x, T* y, index_t rows, index_t cols) {
   for_each_row(rows, [=] __device__(index_t r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    T m = -T(INFINITY);
-    for (index_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmax(m, xr[c]);
-    m = block_max(m);
+    const T m = row_max(xr, cols);
     if (m == -T(INFINITY)) {  // the same in every thread: no thread is left in a reduction
       for (index_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = T(0);
       return;
@@ -51,9 +57,7 @@ void log_softmax_rows(const T* x, T* y, index_t rows, index_t cols) {
   for_each_row(rows, [=] __device__(index_t r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    T m = -T(INFINITY);
-    for (index_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmax(m, xr[c]);
-    m = block_max(m);
+    const T m = row_max(xr, cols);
     if (m == -T(INFINITY)) {
       for (index_t c = threadIdx.x; c < cols; c += blockDim.x) yr[c] = m;
       return;
