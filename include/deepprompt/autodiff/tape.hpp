@@ -15,24 +15,26 @@
 namespace deepprompt {
 
 /// The gradient slot of a Var that needs one. Parameters own theirs (persistent buffer); the
-/// nodes of intermediate results live in the tape's arena and get a buffer on first use.
-template <class T, std::size_t Rank>
+/// nodes of intermediate results live in the tape's arena and get a buffer on first use. The
+/// gradient lives on the Var's device D.
+template <class T, std::size_t Rank, DevicePolicy D = Cpu>
 struct VarNode {
-  Tensor<T, Rank> grad;  // empty until something is accumulated
+  using Grad = Tensor<T, Rank, D>;
+  Grad grad;  // empty until something is accumulated
   Shape<Rank> shape{};
 
   explicit VarNode(const Shape<Rank>& s) : shape(s) {}
   /// The gradient buffer to accumulate into; allocated and zeroed on first use.
-  const Tensor<T, Rank>& accumulator() {
-    if (grad.empty()) grad = Tensor<T, Rank>::zeros(shape);
+  const Grad& accumulator() {
+    if (grad.empty()) grad = filled<T, Rank, D>(shape, T{});
     return grad;
   }
   /// The same for an op that can overwrite: on first use the buffer is NOT zeroed and `fresh`
   /// is set, and the caller must then write every element (e.g. a GEMM with beta = 0); else
   /// `fresh` is false and the caller accumulates. Saves zeroing and re-reading the buffer.
-  const Tensor<T, Rank>& accumulator(bool& fresh) {
+  const Grad& accumulator(bool& fresh) {
     fresh = grad.empty();
-    if (fresh) grad = Tensor<T, Rank>(shape);
+    if (fresh) grad = Grad(shape);
     return grad;
   }
 };
@@ -60,9 +62,9 @@ class Tape {
   /// Records `f(dy)` to run in backward(), where dy is the gradient reaching `out`. The step is
   /// skipped when nothing reached `out`; afterwards out's gradient is dropped (it is consumed).
   /// requires: f only accumulates (+=) into its inputs' gradients.
-  template <class T, std::size_t Rank, class F>
-  void record(VarNode<T, Rank>* out, F&& f) {
-    steps_.push_back(arena_.make<Step<T, Rank, std::decay_t<F>>>(out, std::forward<F>(f)));
+  template <class Node, class F>
+  void record(Node* out, F&& f) {
+    steps_.push_back(arena_.make<Step<Node, std::decay_t<F>>>(out, std::forward<F>(f)));
   }
 
   /// Runs every recorded step in reverse order, then releases the tape.
@@ -89,18 +91,18 @@ class Tape {
   }
 
  private:
-  template <class T, std::size_t Rank, class F>
+  template <class Node, class F>
   class Step final : public BackwardStep {
    public:
-    Step(VarNode<T, Rank>* out, F f) : out_(out), f_(std::move(f)) {}
+    Step(Node* out, F f) : out_(out), f_(std::move(f)) {}
     void run() override {
       if (out_->grad.empty()) return;
-      f_(static_cast<const Tensor<T, Rank>&>(out_->grad));
-      out_->grad = Tensor<T, Rank>();
+      f_(static_cast<const typename Node::Grad&>(out_->grad));
+      out_->grad = typename Node::Grad();
     }
 
    private:
-    VarNode<T, Rank>* out_;
+    Node* out_;
     F f_;
   };
 

@@ -1,26 +1,11 @@
 #pragma once
-// The device-dispatched front end of the backends: the same function names for every device,
-// overloaded on the policy tag. Host code calls `add(Cpu{}, ...)`; CUDA translation units get
-// the `Cuda` overloads from backend/cuda/kernels.cuh. Ops written against this front end run
-// on both devices by changing the tensors' Device argument.
-#include "../core/blas_types.hpp"
-#include "../core/device.hpp"
+// The device-dispatched front end of the backends. Every kernel of backend/cpu is also offered
+// under the device tag: f(Cpu{}, args...) forwards to cpu::f(args...) (the forwarding sits at the
+// end of each kernel header), and backend/cuda/kernels.cuh gives f(Cuda{}, args...) with the
+// same arguments for CUDA translation units. An op written for Var<T, R, D> calls f(D{}, ...)
+// unqualified; argument-dependent lookup picks the device's kernel when the op is instantiated,
+// so CPU code never sees a CUDA header. This header gathers the CPU side.
 #include "cpu/elementwise.hpp"
 #include "cpu/gemm.hpp"
-
-namespace deepprompt {
-
-/// y = a + b. a, b, y: (n) host pointers.
-template <class T>
-void add(Cpu, const T* a, const T* b, T* y, index_t n) {
-  cpu::add(a, b, y, n);
-}
-
-/// Row-major C(M,N) = alpha op(A) op(B) + beta C on the host (see cpu::gemm).
-template <class T>
-void gemm(Cpu, Trans ta, Trans tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, const T* B,
-          index_t ldb, T beta, T* C, index_t ldc) {
-  cpu::gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-}  // namespace deepprompt
+#include "cpu/philox.hpp"
+#include "cpu/rowwise.hpp"

@@ -2,6 +2,7 @@
 // Device policies. A tensor's third template argument says where its memory lives; kernels are
 // chosen by overloading on the policy, so CPU and CUDA share one front end (as Eigen's devices).
 #include <concepts>
+#include <type_traits>
 
 // Marks functions that CUDA kernels call too (compiled for host and device by nvcc; plain
 // functions elsewhere): the Philox generator, so that both devices draw the same words.
@@ -23,7 +24,12 @@ struct Cuda {
   static constexpr const char* name = "cuda";
 };
 
+/// Whether D is a device policy. A device declares itself by specialising this (the tests do so
+/// for a host-memory stand-in that runs the device code paths of the ops without a GPU).
 template <class D>
-concept DevicePolicy = std::same_as<D, Cpu> || std::same_as<D, Cuda>;
+struct is_device_policy : std::bool_constant<std::same_as<D, Cpu> || std::same_as<D, Cuda>> {};
+
+template <class D>
+concept DevicePolicy = is_device_policy<D>::value;
 
 }  // namespace deepprompt

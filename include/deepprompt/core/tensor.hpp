@@ -232,6 +232,20 @@ class Tensor {
   Shape<Rank> shape_{};
 };
 
+/// A new tensor of `shape` on device D with every element equal to `value`. Host tensors are
+/// filled here; another device's through its backend's fill(D, data, value, n) (found by
+/// argument-dependent lookup, so only its translation units can call this).
+template <class T, std::size_t Rank, DevicePolicy D>
+Tensor<T, Rank, D> filled(const Shape<Rank>& shape, T value) {
+  if constexpr (std::is_same_v<D, Cpu>) {
+    return Tensor<T, Rank, D>::full(shape, value);
+  } else {
+    Tensor<T, Rank, D> t(shape);
+    fill(D{}, t.data(), value, t.size());
+    return t;
+  }
+}
+
 /// Element-wise conversion into a new tensor (float <-> double, float <-> bf16/fp16, ...).
 template <class To, class From, std::size_t Rank>
 Tensor<To, Rank> convert(const Tensor<From, Rank>& src) {

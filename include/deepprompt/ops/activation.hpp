@@ -1,6 +1,7 @@
 #pragma once
 // Element-wise activations on Vars of any rank: gelu (erf form), gelu_tanh, relu, tanh,
-// sigmoid, exp. Forward and backward are the cpu:: kernels of backend/cpu/elementwise.hpp.
+// sigmoid, exp, on any device. Forward and backward are the device's kernels of the same name
+// (backend/cpu/elementwise.hpp on the host, backend/cuda/elementwise.cuh on a GPU).
 //
 // What the backward step keeps alive (only when the input needs a gradient):
 //   gelu, gelu_tanh: the input x (their derivative needs x);
@@ -17,19 +18,18 @@ namespace detail {
 
 enum class ActivationSaves { input, output };
 
-// y = fwd(x); backward: dx += bwd(saved, dy), saved being x or y.
-// fwd(const T* x, T* y, n); bwd(const T* saved, const T* dy, T* dx, n) accumulates.
-template <ActivationSaves saves, class T, std::size_t R>
-Var<T, R> activation_op(const Var<T, R>& x,                                 // x, y: any shape
-                        void (*fwd)(const T*, T*, index_t),
-                        void (*bwd)(const T*, const T*, T*, index_t)) {
-  Tensor<T, R> y(x.shape());
-  fwd(x.value().data(), y.data(), y.size());
-  auto out = Var<T, R>::result(y, x.requires_grad());
+// y = fwd(D, x, y, n); backward: bwd(D, saved, dy, dx, n) accumulates dx, saved being x or y.
+// fwd and bwd are stateless lambdas that name the device-tagged kernels.
+template <ActivationSaves saves, class T, std::size_t R, class D, class Fwd, class Bwd>
+Var<T, R, D> activation_op(const Var<T, R, D>& x, Fwd fwd, Bwd bwd) {  // x, y: any shape
+  Tensor<T, R, D> y(x.shape());
+  fwd(D{}, x.value().data(), y.data(), y.size());
+  auto out = Var<T, R, D>::result(y, x.requires_grad());
   if (out.requires_grad())
     tape().record(out.node(), [saved = saves == ActivationSaves::input ? x.value() : y, xn = x.node(),
-                               bwd](const Tensor<T, R>& dy) {
-      bwd(saved.data(), dy.data(), xn->accumulator().data(), dy.size());
+                               bwd](const Tensor<T, R, D>& dy) {
+      bwd(D{}, static_cast<const T*>(saved.data()), static_cast<const T*>(dy.data()), xn->accumulator().data(),
+          dy.size());
     });
   return out;
 }
@@ -37,39 +37,45 @@ Var<T, R> activation_op(const Var<T, R>& x,                                 // x
 }  // namespace detail
 
 /// GELU, exact (erf) form: 0.5 x (1 + erf(x / sqrt 2)); torch.nn.GELU(), Hugging Face "gelu".
-template <class T, std::size_t R>
-Var<T, R> gelu(const Var<T, R>& x) {  // x, y: (...)
-  return detail::activation_op<detail::ActivationSaves::input>(x, &cpu::gelu_erf<T>, &cpu::gelu_erf_backward<T>);
+template <class T, std::size_t R, class D>
+Var<T, R, D> gelu(const Var<T, R, D>& x) {  // x, y: (...)
+  return detail::activation_op<detail::ActivationSaves::input>(
+      x, [](auto... a) { gelu_erf(a...); }, [](auto... a) { gelu_erf_backward(a...); });
 }
 
 /// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
 /// torch.nn.GELU(approximate="tanh"), Hugging Face "gelu_new".
-template <class T, std::size_t R>
-Var<T, R> gelu_tanh(const Var<T, R>& x) {  // x, y: (...)
-  return detail::activation_op<detail::ActivationSaves::input>(x, &cpu::gelu_tanh<T>, &cpu::gelu_tanh_backward<T>);
+template <class T, std::size_t R, class D>
+Var<T, R, D> gelu_tanh(const Var<T, R, D>& x) {  // x, y: (...)
+  return detail::activation_op<detail::ActivationSaves::input>(
+      x, [](auto... a) { gelu_tanh(a...); }, [](auto... a) { gelu_tanh_backward(a...); });
 }
 
 /// max(x, 0); gradient 0 at x == 0 (as PyTorch).
-template <class T, std::size_t R>
-Var<T, R> relu(const Var<T, R>& x) {  // x, y: (...)
+template <class T, std::size_t R, class D>
+Var<T, R, D> relu(const Var<T, R, D>& x) {  // x, y: (...)
   // relu_backward tests its first argument > 0: passing y is the same test on x.
-  return detail::activation_op<detail::ActivationSaves::output>(x, &cpu::relu<T>, &cpu::relu_backward<T>);
+  return detail::activation_op<detail::ActivationSaves::output>(
+      x, [](auto... a) { relu(a...); }, [](auto... a) { relu_backward(a...); });
 }
 
-template <class T, std::size_t R>
-Var<T, R> tanh(const Var<T, R>& x) {  // x, y: (...)
-  return detail::activation_op<detail::ActivationSaves::output>(x, &cpu::tanh<T>, &cpu::tanh_backward<T>);
+template <class T, std::size_t R, class D>
+Var<T, R, D> tanh(const Var<T, R, D>& x) {  // x, y: (...)
+  return detail::activation_op<detail::ActivationSaves::output>(
+      x, [](auto... a) { tanh(a...); }, [](auto... a) { tanh_backward(a...); });
 }
 
 /// 1 / (1 + e^-x).
-template <class T, std::size_t R>
-Var<T, R> sigmoid(const Var<T, R>& x) {  // x, y: (...)
-  return detail::activation_op<detail::ActivationSaves::output>(x, &cpu::sigmoid<T>, &cpu::sigmoid_backward<T>);
+template <class T, std::size_t R, class D>
+Var<T, R, D> sigmoid(const Var<T, R, D>& x) {  // x, y: (...)
+  return detail::activation_op<detail::ActivationSaves::output>(
+      x, [](auto... a) { sigmoid(a...); }, [](auto... a) { sigmoid_backward(a...); });
 }
 
-template <class T, std::size_t R>
-Var<T, R> exp(const Var<T, R>& x) {  // x, y: (...)
-  return detail::activation_op<detail::ActivationSaves::output>(x, &cpu::exp<T>, &cpu::exp_backward<T>);
+template <class T, std::size_t R, class D>
+Var<T, R, D> exp(const Var<T, R, D>& x) {  // x, y: (...)
+  return detail::activation_op<detail::ActivationSaves::output>(
+      x, [](auto... a) { exp(a...); }, [](auto... a) { exp_backward(a...); });
 }
 
 }  // namespace deepprompt

@@ -8,7 +8,9 @@
 //                                                       .prefix_v = pv});
 //
 // The kernels are in backend/cpu/attention_kernels.hpp (semantics of causal, masks, dropout
-// and memory are documented there).
+// and memory are documented there). scaled_dot_product_attention runs on any device (on a GPU,
+// backend/cuda/attention.cuh: the same options; it redraws the dropout words in the backward
+// pass instead of saving keep bits); packed_attention is a CPU op.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -51,14 +53,14 @@ Tensor<T, 2> attention_mask(const Tensor<M, 2>& mask, index_t prefix = 0) {  // 
   return out;
 }
 
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct AttentionOptions {
   /// Additive mask over the keys, (B, Tk) (the prefix is kept: it gets zeros in front) or
   /// (B, P + Tk) (covers the prefix too); broadcast over heads and queries. Empty: none.
-  Tensor<T, 2> mask{};
+  Tensor<T, 2, Dev> mask{};
   /// Additive bias, (1 or B, H, Tq, P + Tk) or (1 or B, H, Tq, Tk) (real keys only): T5's
   /// relative position bias. May need a gradient. Empty: none.
-  Var<T, 4> bias{};
+  Var<T, 4, Dev> bias{};
   /// Query i sees the real keys j <= i + (Tk - Tq) (bottom-right aligned) and the whole prefix.
   bool causal = false;
   /// Multiplies q k^T; default 1 / sqrt(D) (T5 uses 1).
@@ -71,16 +73,16 @@ struct AttentionOptions {
   Generator* generator = nullptr;
   /// The key/value prefix put in front of the keys and values: either shared by the batch
   /// (H, P, D) (P-Tuning v2: the same trainable prefix for every example) ...
-  Var<T, 3> prefix_k{}, prefix_v{};
+  Var<T, 3, Dev> prefix_k{}, prefix_v{};
   /// ... or one per example (B, H, P, D). At most one of the two forms.
-  Var<T, 4> prefix_k_batch{}, prefix_v_batch{};
+  Var<T, 4, Dev> prefix_k_batch{}, prefix_v_batch{};
 };
 
 namespace detail {
 
 /// Checks opt's key/value prefix against B, H, D and puts it into `a`; returns P (0: none).
-template <class T>
-index_t attention_prefix(const AttentionOptions<T>& opt, index_t B, index_t H, index_t D, std::string_view op,
+template <class T, class Dev>
+index_t attention_prefix(const AttentionOptions<T, Dev>& opt, index_t B, index_t H, index_t D, std::string_view op,
                          std::string_view queries, const auto& qs, cpu::AttentionArgs<T>& a) {
   const bool shared = !opt.prefix_k.value().empty() || !opt.prefix_v.value().empty();
   const bool batched = !opt.prefix_k_batch.value().empty() || !opt.prefix_v_batch.value().empty();
@@ -114,9 +116,11 @@ index_t attention_prefix(const AttentionOptions<T>& opt, index_t B, index_t H, i
 
 /// The shared part of both attention ops, once `a` holds the sizes, layout, prefix, mask and
 /// bias: scale, dropout, the forward kernel and the backward closure. y has q's shape.
-template <class T, std::size_t R>
-Var<T, R> run_attention(cpu::AttentionArgs<T> a, const Var<T, R>& q, const Var<T, R>& k, const Var<T, R>& v,
-                        const AttentionOptions<T>& opt, Tensor<index_t, 1> offsets, std::string_view op) {
+template <class T, std::size_t R, class Dev>
+Var<T, R, Dev> run_attention(cpu::AttentionArgs<T> a, const Var<T, R, Dev>& q, const Var<T, R, Dev>& k,
+                             const Var<T, R, Dev>& v, const AttentionOptions<T, Dev>& opt, Tensor<index_t, 1> offsets,
+                             std::string_view op) {
+  constexpr bool host = std::is_same_v<Dev, Cpu>;
   const index_t D = a.head_dim;
   if (!(opt.dropout >= T(0) && opt.dropout <= T(1)))
     throw Error(detail::cat(op, ": dropout probability ", opt.dropout, " is not in [0, 1]"));
@@ -144,24 +148,26 @@ Var<T, R> run_attention(cpu::AttentionArgs<T> a, const Var<T, R>& q, const Var<T
   const bool needs = qn || kn || vn || bn || pk3n || pv3n || pk4n || pv4n;
   const bool recording = needs && tape().grad_enabled();
 
-  Tensor<T, R> y(q.shape());  // as q
+  Tensor<T, R, Dev> y(q.shape());  // as q
   // per query row: the max of its scores and 1 / sum(exp(s - max)), for the backward pass
-  Tensor<T, 1> stats = recording ? Tensor<T, 1>({a.query_rows() * a.heads * 2}) : Tensor<T, 1>();
-  // the attention-dropout bits, so that the backward pass does not redraw them
-  Tensor<std::uint64_t, 1> keep = recording && a.keep_words() > 0 ? Tensor<std::uint64_t, 1>({a.keep_words()})
-                                                                  : Tensor<std::uint64_t, 1>();
+  Tensor<T, 1, Dev> stats = recording ? Tensor<T, 1, Dev>({a.query_rows() * a.heads * 2}) : Tensor<T, 1, Dev>();
+  // the attention-dropout bits, so that the backward pass does not redraw them (host only)
+  Tensor<std::uint64_t, 1> keep = host && recording && a.keep_words() > 0 ? Tensor<std::uint64_t, 1>({a.keep_words()})
+                                                                          : Tensor<std::uint64_t, 1>();
   a.keep_bits = keep.empty() ? nullptr : keep.data();
-  {
+  if constexpr (host) {
     Tensor<T, 1> ws({cpu::attention_workspace_size(a, false)});
     cpu::attention_forward(a, y.data(), recording ? stats.data() : nullptr, ws.data());
+  } else {
+    attention_forward(Dev{}, a, y.data(), recording ? stats.data() : nullptr);
   }
-  auto out = Var<T, R>::result(y, needs);
+  auto out = Var<T, R, Dev>::result(y, needs);
   if (out.requires_grad()) {
     // Everything the recomputation reads stays alive with the step; `a` points into it.
     tape().record(out.node(), [a, stats, keep, offsets, qv = q.value(), kv = k.value(), vv = v.value(),
                                pk3 = opt.prefix_k.value(), pv3 = opt.prefix_v.value(), pkb = opt.prefix_k_batch.value(),
                                pvb = opt.prefix_v_batch.value(), mask = opt.mask, bias = opt.bias.value(), qn, kn, vn,
-                               bn, pk3n, pv3n, pk4n, pv4n](const Tensor<T, R>& dy) {
+                               bn, pk3n, pv3n, pk4n, pv4n](const Tensor<T, R, Dev>& dy) {
       cpu::AttentionGrads<T> g;
       if (qn) g.q = qn->accumulator().data();
       if (kn) g.k = kn->accumulator().data();
@@ -172,8 +178,12 @@ Var<T, R> run_attention(cpu::AttentionArgs<T> a, const Var<T, R>& q, const Var<T
       if (pk4n) g.prefix_k = pk4n->accumulator().data();
       if (pv4n) g.prefix_v = pv4n->accumulator().data();
       if (a.prefix_len == 0) g.prefix_k = g.prefix_v = nullptr;
-      Tensor<T, 1> ws({cpu::attention_workspace_size(a, true)});
-      cpu::attention_backward(a, dy.data(), stats.data(), g, ws.data());
+      if constexpr (host) {
+        Tensor<T, 1> ws({cpu::attention_workspace_size(a, true)});
+        cpu::attention_backward(a, dy.data(), stats.data(), g, ws.data());
+      } else {
+        attention_backward(Dev{}, a, static_cast<const T*>(dy.data()), static_cast<const T*>(stats.data()), g);
+      }
     });
   }
   return out;
@@ -184,9 +194,9 @@ Var<T, R> run_attention(cpu::AttentionArgs<T> a, const Var<T, R>& q, const Var<T
 /// softmax(scale * q [pk; k]^T + mask + bias, causal) with dropout, times [pv; v].
 /// q: (B, H, Tq, D); k, v: (B, H, Tk, D); returns (B, H, Tq, D). Gradients reach q, k, v, the
 /// prefix (summed over the batch in the shared form) and the bias, each only if it needs one.
-template <class T>
-Var<T, 4> scaled_dot_product_attention(const Var<T, 4>& q, const Var<T, 4>& k, const Var<T, 4>& v,
-                                       const AttentionOptions<T>& opt = {}) {
+template <class T, class Dev>
+Var<T, 4, Dev> scaled_dot_product_attention(const Var<T, 4, Dev>& q, const Var<T, 4, Dev>& k, const Var<T, 4, Dev>& v,
+                                            const std::type_identity_t<AttentionOptions<T, Dev>>& opt = {}) {
   static_assert(std::is_floating_point_v<T>, "scaled_dot_product_attention: T must be float or double");
   constexpr std::string_view op = "scaled_dot_product_attention";
   const auto& qs = q.shape();

@@ -12,19 +12,24 @@
 // the positions in order, so repeated ids accumulate without races and with the same bits at
 // any thread count. The ids tensor is kept by handle (not copied) until backward: do not
 // overwrite it in between.
+//
+// On another device (weight a Var<T, 2, Cuda>), ids stay a host tensor: they are checked on the
+// host, copied to the device once per call (upload(D, ...)), and the device's embedding_forward /
+// embedding_backward kernels do the rest (the same column-wise, in-order accumulation).
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 
 #include "../autodiff/var.hpp"
 #include "../backend/cpu/simd.hpp"
 
 namespace deepprompt {
 
-template <class T, std::size_t R>
-Var<T, R + 1> embedding(const Var<T, 2>& weight,                  // (V, C)
-                        const Tensor<std::int64_t, R>& ids,       // (...)
-                        std::optional<std::int64_t> padding_idx = std::nullopt) {
+template <class T, std::size_t R, class D>
+Var<T, R + 1, D> embedding(const Var<T, 2, D>& weight,             // (V, C)
+                           const Tensor<std::int64_t, R>& ids,     // (...), on the host
+                           std::optional<std::int64_t> padding_idx = std::nullopt) {
   static_assert(R >= 1, "embedding: ids need at least one axis");
   const index_t vocab = weight.extent(0), cols = weight.extent(1);
   const index_t n = ids.size();
@@ -52,31 +57,46 @@ Var<T, R + 1> embedding(const Var<T, 2>& weight,                  // (V, C)
   Shape<R + 1> shape{};
   for (std::size_t a = 0; a < R; ++a) shape[a] = ids.extent(a);
   shape[R] = cols;
-  Tensor<T, R + 1> y(shape);
-  const T* w = weight.value().data();
-  T* out_data = y.data();
-  if (cols > 0) {
-#pragma omp parallel for schedule(static) if (n * cols >= cpu::simd::parallel_threshold)
-    for (index_t p = 0; p < n; ++p)
-      std::memcpy(out_data + p * cols, w + id[p] * cols, static_cast<std::size_t>(cols) * sizeof(T));
-  }
-
-  auto out = Var<T, R + 1>::result(y, weight.requires_grad());
-  if (out.requires_grad())
-    tape().record(out.node(), [ids, wn = weight.node(), pad, n, cols](const Tensor<T, R + 1>& dy) {
-      namespace simd = cpu::simd;
-      const std::int64_t* id = ids.data();
-      const T* g = dy.data();
-      T* dw = wn->accumulator().data();
-      simd::for_column_blocks<T>(n, cols, [&](index_t c, index_t k) {
-        for (index_t p = 0; p < n; ++p) {
-          if (id[p] == pad) continue;
-          T* row = dw + id[p] * cols + c;
-          simd::store_n(row, simd::load_n(row, k) + simd::load_n(g + p * cols + c, k), k);
-        }
+  if constexpr (!std::is_same_v<D, Cpu>) {
+    Tensor<std::int64_t, 1, D> dev_ids({n});
+    upload(D{}, id, dev_ids.data(), n);
+    Tensor<T, R + 1, D> y(shape);
+    embedding_forward(D{}, static_cast<const T*>(weight.value().data()), static_cast<const std::int64_t*>(dev_ids.data()),
+                      y.data(), n, cols);
+    auto out = Var<T, R + 1, D>::result(y, weight.requires_grad());
+    if (out.requires_grad())
+      tape().record(out.node(), [dev_ids, wn = weight.node(), pad, n, cols](const Tensor<T, R + 1, D>& dy) {
+        embedding_backward(D{}, static_cast<const std::int64_t*>(dev_ids.data()), static_cast<const T*>(dy.data()),
+                           wn->accumulator().data(), n, cols, pad);
       });
-    });
-  return out;
+    return out;
+  } else {
+    Tensor<T, R + 1> y(shape);
+    const T* w = weight.value().data();
+    T* out_data = y.data();
+    if (cols > 0) {
+#pragma omp parallel for schedule(static) if (n * cols >= cpu::simd::parallel_threshold)
+      for (index_t p = 0; p < n; ++p)
+        std::memcpy(out_data + p * cols, w + id[p] * cols, static_cast<std::size_t>(cols) * sizeof(T));
+    }
+
+    auto out = Var<T, R + 1>::result(y, weight.requires_grad());
+    if (out.requires_grad())
+      tape().record(out.node(), [ids, wn = weight.node(), pad, n, cols](const Tensor<T, R + 1>& dy) {
+        namespace simd = cpu::simd;
+        const std::int64_t* id = ids.data();
+        const T* g = dy.data();
+        T* dw = wn->accumulator().data();
+        simd::for_column_blocks<T>(n, cols, [&](index_t c, index_t k) {
+          for (index_t p = 0; p < n; ++p) {
+            if (id[p] == pad) continue;
+            T* row = dw + id[p] * cols + c;
+            simd::store_n(row, simd::load_n(row, k) + simd::load_n(g + p * cols + c, k), k);
+          }
+        });
+      });
+    return out;
+  }
 }
 
 }  // namespace deepprompt

@@ -9,6 +9,8 @@
 //   dW += dy^T x        (W is trainable;      captures x's value only then)
 //   db += sum of dy over the rows
 // so a frozen weight costs one GEMM forward and one backward, and its gradient GEMM never runs.
+// linear runs on any device (the device's gemm, add_rows and sum_rows_accumulate); the two
+// frozen-weight variants below are CPU kernels.
 //
 // linear_bf16: the same product for a FROZEN weight held in bfloat16 (Bf16LinearWeight, packed
 // once for backend/cpu/gemm_bf16.hpp): x is rounded to bf16 as it is packed, products accumulate
@@ -32,8 +34,8 @@ namespace detail {
 
 // The rows of x (..., In) for a weight of shape ws (Out, In) and a bias (Out) or null, after
 // checking that they fit (ShapeError naming `op` and the shapes).
-template <class T, std::size_t R>
-index_t linear_rows(const char* op, const Var<T, R>& x, const Shape<2>& ws, const Var<T, 1>* bias) {
+template <class T, std::size_t R, class D>
+index_t linear_rows(const char* op, const Var<T, R, D>& x, const Shape<2>& ws, const Var<T, 1, D>* bias) {
   static_assert(R >= 1, "linear: x must have at least one axis, (..., In)");
   check_shapes(x.extent(R - 1) == ws[1], op, "x's last extent must equal weight's In in (Out, In)", x.shape(), ws);
   if (bias) check_shapes(bias->extent(0) == ws[0], op, "bias must have weight's Out extent", bias->shape(), ws);
@@ -43,14 +45,15 @@ index_t linear_rows(const char* op, const Var<T, R>& x, const Shape<2>& ws, cons
 }
 
 // y (..., Out): x's shape with Out last, filled by product(y) = x W^T (rows, Out), plus the bias.
-template <class T, std::size_t R, class Product>
-Tensor<T, R> linear_values(const Var<T, R>& x, index_t rows, index_t out_features, const Var<T, 1>* bias,
-                           Product&& product) {
+template <class T, std::size_t R, class D, class Product>
+Tensor<T, R, D> linear_values(const Var<T, R, D>& x, index_t rows, index_t out_features, const Var<T, 1, D>* bias,
+                              Product&& product) {
   Shape<R> ys = x.shape();
   ys[R - 1] = out_features;
-  Tensor<T, R> y(ys);  // (rows, Out)
+  Tensor<T, R, D> y(ys);  // (rows, Out)
   product(y.data());
-  if (bias) cpu::add_rows<T>(y.data(), bias->value().data(), y.data(), rows, out_features);
+  if (bias) add_rows(D{}, static_cast<const T*>(y.data()), static_cast<const T*>(bias->value().data()), y.data(), rows,
+                     out_features);
   return y;
 }
 
@@ -77,32 +80,32 @@ Var<float, R> frozen_linear_result(const Var<float, R>& x, const Tensor<float, R
   return out;
 }
 
-template <class T, std::size_t R>
-Var<T, R> linear_impl(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 1>* bias) {
+template <class T, std::size_t R, class D>
+Var<T, R, D> linear_impl(const Var<T, R, D>& x, const Var<T, 2, D>& weight, const Var<T, 1, D>* bias) {
   const index_t in = weight.extent(1), out_features = weight.extent(0);
   const index_t rows = linear_rows("linear", x, weight.shape(), bias);
-  Tensor<T, R> y = linear_values(x, rows, out_features, bias, [&](T* yd) {
-    cpu::gemm<T>(cpu::Trans::No, cpu::Trans::Yes, rows, out_features, in, T(1), x.value().data(), in,
-                 weight.value().data(), in, T(0), yd, out_features);
+  Tensor<T, R, D> y = linear_values(x, rows, out_features, bias, [&](T* yd) {
+    gemm(D{}, Trans::No, Trans::Yes, rows, out_features, in, T(1), x.value().data(), in, weight.value().data(), in,
+            T(0), yd, out_features);
   });
   const bool bias_grad = bias && bias->requires_grad();
-  auto out = Var<T, R>::result(y, x.requires_grad() || weight.requires_grad() || bias_grad);
+  auto out = Var<T, R, D>::result(y, x.requires_grad() || weight.requires_grad() || bias_grad);
   if (out.requires_grad()) {
     tape().record(out.node(), [rows, in, out_features, xn = x.node(), wn = weight.node(),
                                bn = bias_grad ? bias->node() : nullptr,
-                               xv = weight.requires_grad() ? x.value() : Tensor<T, R>(),
-                               wv = x.requires_grad() ? weight.value() : Tensor<T, 2>()](const Tensor<T, R>& dy) {
+                               xv = weight.requires_grad() ? x.value() : Tensor<T, R, D>(),
+                               wv = x.requires_grad() ? weight.value() : Tensor<T, 2, D>()](const Tensor<T, R, D>& dy) {
       if (xn) {  // dx (rows, In) += dy (rows, Out) W (Out, In); the first gradient of x is written, not added
         bool fresh = false;
         T* dx = xn->accumulator(fresh).data();
-        cpu::gemm<T>(cpu::Trans::No, cpu::Trans::No, rows, in, out_features, T(1), dy.data(), out_features,
-                     wv.data(), in, fresh ? T(0) : T(1), dx, in);
+        gemm(D{}, Trans::No, Trans::No, rows, in, out_features, T(1), dy.data(), out_features, wv.data(), in,
+                fresh ? T(0) : T(1), dx, in);
       }
       if (wn)  // dW (Out, In) += dy^T (Out, rows) x (rows, In)
-        cpu::gemm<T>(cpu::Trans::Yes, cpu::Trans::No, out_features, in, rows, T(1), dy.data(), out_features,
-                     xv.data(), in, T(1), wn->accumulator().data(), in);
+        gemm(D{}, Trans::Yes, Trans::No, out_features, in, rows, T(1), dy.data(), out_features, xv.data(), in, T(1),
+                wn->accumulator().data(), in);
       if (bn)  // db (Out) += sum over rows of dy
-        cpu::sum_rows_accumulate<T>(dy.data(), bn->accumulator().data(), rows, out_features);
+        sum_rows_accumulate(D{}, static_cast<const T*>(dy.data()), bn->accumulator().data(), rows, out_features);
     });
   }
   return out;
@@ -112,15 +115,15 @@ Var<T, R> linear_impl(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 
 
 /// y = x W^T + b.  x: (..., In), weight: (Out, In), bias: (Out); y: (..., Out).
 /// Throws ShapeError naming "linear" and the shapes when In or Out disagree.
-template <class T, std::size_t R>
-Var<T, R> linear(const Var<T, R>& x, const Var<T, 2>& weight, const Var<T, 1>& bias) {
+template <class T, std::size_t R, class D>
+Var<T, R, D> linear(const Var<T, R, D>& x, const Var<T, 2, D>& weight, const Var<T, 1, D>& bias) {
   return detail::linear_impl(x, weight, &bias);
 }
 
 /// y = x W^T (no bias).  x: (..., In), weight: (Out, In); y: (..., Out).
-template <class T, std::size_t R>
-Var<T, R> linear(const Var<T, R>& x, const Var<T, 2>& weight) {
-  return detail::linear_impl<T, R>(x, weight, nullptr);
+template <class T, std::size_t R, class D>
+Var<T, R, D> linear(const Var<T, R, D>& x, const Var<T, 2, D>& weight) {
+  return detail::linear_impl<T, R, D>(x, weight, nullptr);
 }
 
 /// A frozen (Out, In) fp32 weight W in bfloat16, packed for linear_bf16: W^T for the forward at

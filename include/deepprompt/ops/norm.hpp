@@ -3,7 +3,8 @@
 //   layer_norm(x, gamma, beta, eps)  as torch.nn.LayerNorm(C, eps) (biased variance);
 //   layer_norm(x, eps)               the same without the affine part (elementwise_affine=False);
 //   rms_norm(x, gamma, eps)          T5LayerNorm: x / sqrt(mean(x^2) + eps) * gamma, no mean, no bias.
-// Kernels: cpu::layer_norm_rows, cpu::rms_norm_rows and their backward passes (rowwise.hpp).
+// On any device; kernels: the device's layer_norm_rows, rms_norm_rows and their backward passes
+// (backend/cpu/rowwise.hpp, backend/cuda/rowwise.cuh).
 //
 // Backward: dx, dgamma and dbeta are each computed only for the inputs that need them. The
 // per-row statistics (mean and 1/std, (rows) each) are saved in tensors only when x or gamma
@@ -19,8 +20,8 @@ namespace deepprompt {
 
 namespace detail {
 
-template <class T, std::size_t R>
-index_t norm_check(const char* op, const Var<T, R>& x, const Var<T, 1>* gamma, const Var<T, 1>* beta, T eps) {
+template <class T, std::size_t R, class D>
+index_t norm_check(const char* op, const Var<T, R, D>& x, const Var<T, 1, D>* gamma, const Var<T, 1, D>* beta, T eps) {
   static_assert(R >= 1, "layer_norm / rms_norm: the input needs at least one axis (the normalised one)");
   const index_t cols = x.extent(R - 1);
   if (cols < 1) throw ShapeError(detail::cat(op, ": the normalised (last) axis is empty; got x ", shape_str(x.shape())));
@@ -33,37 +34,39 @@ index_t norm_check(const char* op, const Var<T, R>& x, const Var<T, 1>* gamma, c
 }
 
 // gamma, beta: nullptr for "no scale" / "no shift".
-template <class T, std::size_t R>
-Var<T, R> layer_norm_op(const Var<T, R>& x, const Var<T, 1>* gamma, const Var<T, 1>* beta, T eps) {
+template <class T, std::size_t R, class D>
+Var<T, R, D> layer_norm_op(const Var<T, R, D>& x, const Var<T, 1, D>* gamma, const Var<T, 1, D>* beta, T eps) {
   // x, y: (..., C); gamma, beta: (C)
   const index_t cols = norm_check("layer_norm", x, gamma, beta, eps);
   const index_t rows = x.size() / cols;
-  VarNode<T, R>* xn = x.node();
-  VarNode<T, 1>* gn = gamma ? gamma->node() : nullptr;
-  VarNode<T, 1>* bn = beta ? beta->node() : nullptr;
+  VarNode<T, R, D>* xn = x.node();
+  VarNode<T, 1, D>* gn = gamma ? gamma->node() : nullptr;
+  VarNode<T, 1, D>* bn = beta ? beta->node() : nullptr;
   const bool record = tape().grad_enabled() && (xn || gn || bn);
   const bool stats = record && (xn || gn);  // needed by dx and dgamma, not by dbeta
 
-  Tensor<T, R> y(x.shape());
-  Tensor<T, 1> mean, rstd;  // (rows), saved for backward
+  Tensor<T, R, D> y(x.shape());
+  Tensor<T, 1, D> mean, rstd;  // (rows), saved for backward
   if (stats) {
-    mean = Tensor<T, 1>({rows});
-    rstd = Tensor<T, 1>({rows});
+    mean = Tensor<T, 1, D>({rows});
+    rstd = Tensor<T, 1, D>({rows});
   }
-  cpu::layer_norm_rows(x.value().data(), gamma ? gamma->value().data() : nullptr,
-                       beta ? beta->value().data() : nullptr, y.data(), mean.data(), rstd.data(), rows, cols, eps);
-  auto out = Var<T, R>::result(y, record);
+  layer_norm_rows(D{}, static_cast<const T*>(x.value().data()), gamma ? gamma->value().data() : nullptr,
+                  beta ? static_cast<const T*>(beta->value().data()) : nullptr, y.data(), mean.data(), rstd.data(),
+                  rows, cols, eps);
+  auto out = Var<T, R, D>::result(y, record);
   if (out.requires_grad()) {
-    Tensor<T, R> xv = stats ? x.value() : Tensor<T, R>();
-    Tensor<T, 1> gv = xn && gamma ? gamma->value() : Tensor<T, 1>();
-    tape().record(out.node(), [xv, gv, mean, rstd, xn, gn, bn, rows, cols](const Tensor<T, R>& dy) {
+    Tensor<T, R, D> xv = stats ? x.value() : Tensor<T, R, D>();
+    Tensor<T, 1, D> gv = xn && gamma ? gamma->value() : Tensor<T, 1, D>();
+    tape().record(out.node(), [xv, gv, mean, rstd, xn, gn, bn, rows, cols](const Tensor<T, R, D>& dy) {
       if (xn || gn)
-        cpu::layer_norm_rows_backward(xv.data(), gv.data(), mean.data(), rstd.data(), dy.data(),
-                                      xn ? xn->accumulator().data() : nullptr,
-                                      gn ? gn->accumulator().data() : nullptr,
-                                      bn ? bn->accumulator().data() : nullptr, rows, cols);
+        layer_norm_rows_backward(D{}, static_cast<const T*>(xv.data()), static_cast<const T*>(gv.data()),
+                                 static_cast<const T*>(mean.data()), static_cast<const T*>(rstd.data()),
+                                 static_cast<const T*>(dy.data()), xn ? xn->accumulator().data() : nullptr,
+                                 gn ? gn->accumulator().data() : nullptr, bn ? bn->accumulator().data() : nullptr,
+                                 rows, cols);
       else
-        cpu::sum_rows_accumulate(dy.data(), bn->accumulator().data(), rows, cols);
+        sum_rows_accumulate(D{}, static_cast<const T*>(dy.data()), bn->accumulator().data(), rows, cols);
     });
   }
   return out;
@@ -73,44 +76,46 @@ Var<T, R> layer_norm_op(const Var<T, R>& x, const Var<T, 1>* gamma, const Var<T,
 
 /// torch.nn.LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta, with the
 /// biased variance. gamma, beta: (C) where C = x.extent(R - 1) (a Parameter converts).
-template <class T, std::size_t R>
-Var<T, R> layer_norm(const Var<T, R>& x,                           // x, y: (..., C)
-                     const std::type_identity_t<Var<T, 1>>& gamma,  // (C)
-                     const std::type_identity_t<Var<T, 1>>& beta,   // (C)
+template <class T, std::size_t R, class D>
+Var<T, R, D> layer_norm(const Var<T, R, D>& x,                           // x, y: (..., C)
+                        const std::type_identity_t<Var<T, 1, D>>& gamma,  // (C)
+                        const std::type_identity_t<Var<T, 1, D>>& beta,   // (C)
                      std::type_identity_t<T> eps = T(1e-5)) {
   return detail::layer_norm_op(x, &gamma, &beta, eps);
 }
 
 /// LayerNorm without the affine part: (x - mean) / sqrt(var + eps).
-template <class T, std::size_t R>
-Var<T, R> layer_norm(const Var<T, R>& x, std::type_identity_t<T> eps = T(1e-5)) {  // x, y: (..., C)
-  return detail::layer_norm_op<T, R>(x, nullptr, nullptr, eps);
+template <class T, std::size_t R, class D>
+Var<T, R, D> layer_norm(const Var<T, R, D>& x, std::type_identity_t<T> eps = T(1e-5)) {  // x, y: (..., C)
+  return detail::layer_norm_op<T, R, D>(x, nullptr, nullptr, eps);
 }
 
 /// RMSNorm, as Hugging Face's T5LayerNorm: x * rsqrt(mean(x^2) + eps) * gamma (no mean
 /// subtraction, no bias). gamma: (C).
-template <class T, std::size_t R>
-Var<T, R> rms_norm(const Var<T, R>& x,                           // x, y: (..., C)
-                   const std::type_identity_t<Var<T, 1>>& gamma,  // (C)
-                   std::type_identity_t<T> eps = T(1e-6)) {
-  const index_t cols = detail::norm_check<T, R>("rms_norm", x, &gamma, nullptr, eps);
+template <class T, std::size_t R, class D>
+Var<T, R, D> rms_norm(const Var<T, R, D>& x,                           // x, y: (..., C)
+                      const std::type_identity_t<Var<T, 1, D>>& gamma,  // (C)
+                      std::type_identity_t<T> eps = T(1e-6)) {
+  const index_t cols = detail::norm_check<T, R, D>("rms_norm", x, &gamma, nullptr, eps);
   const index_t rows = x.size() / cols;
-  VarNode<T, R>* xn = x.node();
-  VarNode<T, 1>* gn = gamma.node();
+  VarNode<T, R, D>* xn = x.node();
+  VarNode<T, 1, D>* gn = gamma.node();
   const bool record = tape().grad_enabled() && (xn || gn);
 
-  Tensor<T, R> y(x.shape());
-  Tensor<T, 1> rstd;  // (rows), saved for backward
-  if (record) rstd = Tensor<T, 1>({rows});
-  cpu::rms_norm_rows(x.value().data(), gamma.value().data(), y.data(), rstd.data(), rows, cols, eps);
-  auto out = Var<T, R>::result(y, record);
+  Tensor<T, R, D> y(x.shape());
+  Tensor<T, 1, D> rstd;  // (rows), saved for backward
+  if (record) rstd = Tensor<T, 1, D>({rows});
+  rms_norm_rows(D{}, static_cast<const T*>(x.value().data()), static_cast<const T*>(gamma.value().data()), y.data(),
+                rstd.data(), rows, cols, eps);
+  auto out = Var<T, R, D>::result(y, record);
   if (out.requires_grad()) {
-    Tensor<T, 1> gv = xn ? gamma.value() : Tensor<T, 1>();
-    tape().record(out.node(), [xv = x.value(), gv, rstd, xn, gn, rows, cols](const Tensor<T, R>& dy) {
+    Tensor<T, 1, D> gv = xn ? gamma.value() : Tensor<T, 1, D>();
+    tape().record(out.node(), [xv = x.value(), gv, rstd, xn, gn, rows, cols](const Tensor<T, R, D>& dy) {
       // gv is empty only when dx is not computed, the one place gamma is used
-      cpu::rms_norm_rows_backward(xv.data(), gv.data(), rstd.data(), dy.data(),
-                                  xn ? xn->accumulator().data() : nullptr,
-                                  gn ? gn->accumulator().data() : nullptr, rows, cols);
+      rms_norm_rows_backward(D{}, static_cast<const T*>(xv.data()), static_cast<const T*>(gv.data()),
+                             static_cast<const T*>(rstd.data()), static_cast<const T*>(dy.data()),
+                             xn ? xn->accumulator().data() : nullptr, gn ? gn->accumulator().data() : nullptr, rows,
+                             cols);
     });
   }
   return out;

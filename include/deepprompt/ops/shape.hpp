@@ -6,6 +6,7 @@
 // whole, so swapping two middle axes is a loop of block copies.
 #include <array>
 #include <cstring>
+#include <type_traits>
 
 #include "../autodiff/var.hpp"
 #include "../backend/cpu/elementwise.hpp"
@@ -111,22 +112,23 @@ void permute_blocks(const PermutePlan<R>& p, T* x, T* y) {
 
 /// The same elements with another shape, as a view (nothing is copied); the gradient is
 /// reshaped back. Throws ShapeError naming "reshape" and both shapes when the sizes differ.
-template <std::size_t NewRank, class T, std::size_t R>
-Var<T, NewRank> reshape(const Var<T, R>& x, const Shape<NewRank>& shape) {
-  auto out = Var<T, NewRank>::result(x.value().template reshape<NewRank>(shape), x.requires_grad());
+/// On any device.
+template <std::size_t NewRank, class T, std::size_t R, class D>
+Var<T, NewRank, D> reshape(const Var<T, R, D>& x, const Shape<NewRank>& shape) {
+  auto out = Var<T, NewRank, D>::result(x.value().template reshape<NewRank>(shape), x.requires_grad());
   if (out.requires_grad())
-    tape().record(out.node(), [xn = x.node()](const Tensor<T, NewRank>& dy) {
+    tape().record(out.node(), [xn = x.node()](const Tensor<T, NewRank, D>& dy) {
       T* dx = xn->accumulator().data();
-      cpu::add<T>(dx, dy.data(), dx, dy.size());
+      add(D{}, static_cast<const T*>(dx), static_cast<const T*>(dy.data()), dx, dy.size());
     });
   return out;
 }
 
 /// y's axis i is x's axis axes[i] (torch.permute), copied into a new contiguous tensor.
 /// x: (d0, ..., d{R-1}); y: (d{axes[0]}, ..., d{axes[R-1]}). Throws ShapeError when `axes`
-/// is not a permutation of 0..R-1.
-template <class T, std::size_t R>
-Var<T, R> permute(const Var<T, R>& x, const std::array<int, R>& axes) {
+/// is not a permutation of 0..R-1. On any device (another device's permute_copy kernel).
+template <class T, std::size_t R, class D>
+Var<T, R, D> permute(const Var<T, R, D>& x, const std::array<int, R>& axes) {
   std::array<bool, R> seen{};
   bool ok = true;
   for (int a : axes) {
@@ -140,19 +142,29 @@ Var<T, R> permute(const Var<T, R>& x, const std::array<int, R>& axes) {
     throw ShapeError(detail::cat("permute: axes ", shape_str(axes), " are not a permutation of the axes of shape ",
                                  shape_str(x.shape())));
   const auto plan = detail::permute_plan(x.shape(), axes);
-  Tensor<T, R> y(plan.out_shape);
-  detail::permute_blocks<false>(plan, x.value().data(), y.data());
-  auto out = Var<T, R>::result(y, x.requires_grad());
+  Tensor<T, R, D> y(plan.out_shape);
+  // forward: y = x permuted; backward: x += y permuted back
+  const auto run = [plan](bool backward, T* xd, T* yd) {
+    if constexpr (std::is_same_v<D, Cpu>) {
+      if (backward) detail::permute_blocks<true>(plan, xd, yd);
+      else detail::permute_blocks<false>(plan, xd, yd);
+    } else {
+      permute_copy(D{}, backward, plan.out_shape, plan.in_stride, plan.lead, plan.block, plan.block * plan.blocks, xd,
+                   yd);
+    }
+  };
+  run(false, x.value().data(), y.data());
+  auto out = Var<T, R, D>::result(y, x.requires_grad());
   if (out.requires_grad())
-    tape().record(out.node(), [plan, xn = x.node()](const Tensor<T, R>& dy) {
-      detail::permute_blocks<true>(plan, xn->accumulator().data(), dy.data());
+    tape().record(out.node(), [run, xn = x.node()](const Tensor<T, R, D>& dy) {
+      run(true, xn->accumulator().data(), dy.data());
     });
   return out;
 }
 
 /// x with axes a0 and a1 swapped (negative axes count from the end), as a permute (a copy).
-template <class T, std::size_t R>
-Var<T, R> transpose(const Var<T, R>& x, int a0, int a1) {
+template <class T, std::size_t R, class D>
+Var<T, R, D> transpose(const Var<T, R, D>& x, int a0, int a1) {
   std::array<int, R> axes{};
   for (std::size_t i = 0; i < R; ++i) axes[i] = static_cast<int>(i);
   const auto i0 = detail::shape_axis_index(a0, "transpose", x.shape());

@@ -8,7 +8,10 @@
 // and a nullptr gradient output makes them a no-op. Vectorised with xsimd, threaded with
 // OpenMP above simd::parallel_threshold elements; no heap allocation.
 #include "deepprompt/backend/cpu/simd.hpp"
+#include "deepprompt/core/device.hpp"
 #include "deepprompt/backend/math_constants.hpp"
+
+#include <utility>
 
 namespace deepprompt::cpu {
 
@@ -238,3 +241,98 @@ void gelu_tanh_backward(const T* x, const T* dy, T* dx, index_t n) {
 }
 
 }  // namespace deepprompt::cpu
+
+// --- the same kernels under the device tag: f(Cpu{}, args...) forwards to cpu::f(args...), so
+// that ops written for any device reach them by argument-dependent lookup (backend/dispatch.hpp).
+namespace deepprompt {
+
+template <class... A>
+void fill(Cpu, A&&... a) {
+  cpu::fill(std::forward<A>(a)...);
+}
+template <class... A>
+void add(Cpu, A&&... a) {
+  cpu::add(std::forward<A>(a)...);
+}
+template <class... A>
+void sub(Cpu, A&&... a) {
+  cpu::sub(std::forward<A>(a)...);
+}
+template <class... A>
+void mul(Cpu, A&&... a) {
+  cpu::mul(std::forward<A>(a)...);
+}
+template <class... A>
+void div(Cpu, A&&... a) {
+  cpu::div(std::forward<A>(a)...);
+}
+template <class... A>
+void scale(Cpu, A&&... a) {
+  cpu::scale(std::forward<A>(a)...);
+}
+template <class... A>
+void add_scalar(Cpu, A&&... a) {
+  cpu::add_scalar(std::forward<A>(a)...);
+}
+template <class... A>
+void axpy(Cpu, A&&... a) {
+  cpu::axpy(std::forward<A>(a)...);
+}
+template <class... A>
+void add_rows(Cpu, A&&... a) {
+  cpu::add_rows(std::forward<A>(a)...);
+}
+template <class... A>
+void sum_rows_accumulate(Cpu, A&&... a) {
+  cpu::sum_rows_accumulate(std::forward<A>(a)...);
+}
+template <class... A>
+void exp(Cpu, A&&... a) {
+  cpu::exp(std::forward<A>(a)...);
+}
+template <class... A>
+void tanh(Cpu, A&&... a) {
+  cpu::tanh(std::forward<A>(a)...);
+}
+template <class... A>
+void sigmoid(Cpu, A&&... a) {
+  cpu::sigmoid(std::forward<A>(a)...);
+}
+template <class... A>
+void relu(Cpu, A&&... a) {
+  cpu::relu(std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_erf(Cpu, A&&... a) {
+  cpu::gelu_erf(std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_tanh(Cpu, A&&... a) {
+  cpu::gelu_tanh(std::forward<A>(a)...);
+}
+template <class... A>
+void exp_backward(Cpu, A&&... a) {
+  cpu::exp_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void tanh_backward(Cpu, A&&... a) {
+  cpu::tanh_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void sigmoid_backward(Cpu, A&&... a) {
+  cpu::sigmoid_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void relu_backward(Cpu, A&&... a) {
+  cpu::relu_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_erf_backward(Cpu, A&&... a) {
+  cpu::gelu_erf_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_tanh_backward(Cpu, A&&... a) {
+  cpu::gelu_tanh_backward(std::forward<A>(a)...);
+}
+
+}  // namespace deepprompt

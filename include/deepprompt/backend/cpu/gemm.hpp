@@ -15,6 +15,7 @@
 #include "deepprompt/backend/cpu/counters.hpp"
 #include "deepprompt/backend/cpu/threads.hpp"
 #include "deepprompt/core/blas_types.hpp"
+#include "deepprompt/core/device.hpp"
 
 #include <Eigen/Core>
 #include <omp.h>
@@ -31,6 +32,7 @@
 #include <cstdlib>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 namespace deepprompt::cpu {
 
@@ -393,3 +395,18 @@ void gemm_batched(Trans ta, Trans tb, index_t M, index_t N, index_t K, T alpha, 
 }
 
 }  // namespace deepprompt::cpu
+
+// --- under the device tag (backend/dispatch.hpp): gemm(Cpu{}, ...) and gemm_batched(Cpu{}, ...)
+// forward to the functions above.
+namespace deepprompt {
+
+template <class... A>
+void gemm(Cpu, A&&... a) {
+  cpu::gemm(std::forward<A>(a)...);
+}
+template <class... A>
+void gemm_batched(Cpu, A&&... a) {
+  cpu::gemm_batched(std::forward<A>(a)...);
+}
+
+}  // namespace deepprompt

@@ -5,10 +5,12 @@
 // Dropout rule (ops/dropout.hpp, and the attention's dropout): element i is kept iff its word is
 // >= threshold = ceil(p * 2^32), and a kept element is scaled by 1 / (1 - p).
 #include "deepprompt/backend/cpu/simd.hpp"
+#include "deepprompt/core/device.hpp"
 
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace deepprompt::cpu {
 
@@ -168,3 +170,18 @@ void dropout_backward(const std::uint64_t* mask, const T* dy, T* dx, index_t n, 
 }
 
 }  // namespace deepprompt::cpu
+
+// --- the same kernels under the device tag: f(Cpu{}, args...) forwards to cpu::f(args...), so
+// that ops written for any device reach them by argument-dependent lookup (backend/dispatch.hpp).
+namespace deepprompt {
+
+template <class... A>
+void dropout_forward(Cpu, A&&... a) {
+  cpu::dropout_forward(std::forward<A>(a)...);
+}
+template <class... A>
+void dropout_backward(Cpu, A&&... a) {
+  cpu::dropout_backward(std::forward<A>(a)...);
+}
+
+}  // namespace deepprompt

@@ -8,9 +8,11 @@
 // nullptr gradient output is skipped. Gradient outputs must not alias the other arrays.
 // No heap allocation.
 #include "deepprompt/backend/cpu/simd.hpp"
+#include "deepprompt/core/device.hpp"
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 namespace deepprompt::cpu {
 
@@ -286,3 +288,42 @@ void rms_norm_rows_backward(const T* x, const T* gamma, const T* rstd, const T* 
 }
 
 }  // namespace deepprompt::cpu
+
+// --- the same kernels under the device tag: f(Cpu{}, args...) forwards to cpu::f(args...), so
+// that ops written for any device reach them by argument-dependent lookup (backend/dispatch.hpp).
+namespace deepprompt {
+
+template <class... A>
+void softmax_rows(Cpu, A&&... a) {
+  cpu::softmax_rows(std::forward<A>(a)...);
+}
+template <class... A>
+void softmax_rows_backward(Cpu, A&&... a) {
+  cpu::softmax_rows_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void log_softmax_rows(Cpu, A&&... a) {
+  cpu::log_softmax_rows(std::forward<A>(a)...);
+}
+template <class... A>
+void log_softmax_rows_backward(Cpu, A&&... a) {
+  cpu::log_softmax_rows_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void layer_norm_rows(Cpu, A&&... a) {
+  cpu::layer_norm_rows(std::forward<A>(a)...);
+}
+template <class... A>
+void layer_norm_rows_backward(Cpu, A&&... a) {
+  cpu::layer_norm_rows_backward(std::forward<A>(a)...);
+}
+template <class... A>
+void rms_norm_rows(Cpu, A&&... a) {
+  cpu::rms_norm_rows(std::forward<A>(a)...);
+}
+template <class... A>
+void rms_norm_rows_backward(Cpu, A&&... a) {
+  cpu::rms_norm_rows_backward(std::forward<A>(a)...);
+}
+
+}  // namespace deepprompt

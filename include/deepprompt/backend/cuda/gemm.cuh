@@ -33,6 +33,13 @@ inline cublasHandle_t blas() {
 /// fp32 accumulation), as torch.backends.cuda.matmul.allow_tf32.
 enum class GemmMath { fp32, tf32 };
 
+/// The math of products that name none (every op's GEMM): fp32 unless set, for this thread, as
+/// torch.backends.cuda.matmul.allow_tf32 is for a process.
+inline GemmMath& default_gemm_math() {
+  thread_local GemmMath math = GemmMath::fp32;
+  return math;
+}
+
 namespace gemm_detail {
 inline cublasOperation_t op(Trans t) { return t == Trans::Yes ? CUBLAS_OP_T : CUBLAS_OP_N; }
 inline int i32(index_t v, const char* what) {
@@ -50,7 +57,7 @@ constexpr cudaDataType_t data_type() {
 /// Row-major C(M, N) = alpha op(A) op(B) + beta C; T float or double (double ignores `math`).
 template <class T>
 void gemm(Trans ta, Trans tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda, const T* B,
-          index_t ldb, T beta, T* C, index_t ldc, GemmMath math = GemmMath::fp32) {
+          index_t ldb, T beta, T* C, index_t ldc, GemmMath math = default_gemm_math()) {
   using namespace gemm_detail;
   if (M == 0 || N == 0) return;
   const cublasComputeType_t compute = std::is_same_v<T, double> ? CUBLAS_COMPUTE_64F
@@ -77,7 +84,7 @@ inline void gemm_bf16(Trans ta, Trans tb, index_t M, index_t N, index_t K, float
 template <class T>
 void gemm_strided_batched(Trans ta, Trans tb, index_t M, index_t N, index_t K, T alpha, const T* A, index_t lda,
                           index_t stride_a, const T* B, index_t ldb, index_t stride_b, T beta, T* C, index_t ldc,
-                          index_t stride_c, index_t batch, GemmMath math = GemmMath::fp32) {
+                          index_t stride_c, index_t batch, GemmMath math = default_gemm_math()) {
   using namespace gemm_detail;
   if (M == 0 || N == 0 || batch == 0) return;
   const cublasComputeType_t compute = std::is_same_v<T, double> ? CUBLAS_COMPUTE_64F

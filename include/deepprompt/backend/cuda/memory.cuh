@@ -42,6 +42,15 @@ inline MemoryPool& device_pool(Cuda) {
   return *pool;
 }
 
+/// Copies n elements from host memory to device memory (ops use it for ids and targets, which
+/// stay host tensors so that the host can check them).
+template <class T>
+void upload(Cuda, const T* host, T* device, index_t n) {
+  if (n > 0)
+    cuda::check(cudaMemcpy(device, host, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyHostToDevice),
+                "cudaMemcpy(host to device)");
+}
+
 /// A device copy of a host tensor.
 template <class T, std::size_t R>
 Tensor<T, R, Cuda> to_device(const Tensor<T, R, Cpu>& host) {

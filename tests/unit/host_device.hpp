@@ -1,0 +1,238 @@
+#pragma once
+// HostDevice: a device policy for tests whose memory is host memory and whose kernels are the
+// CPU ones (or loops with the CUDA kernels' contracts where the host has none), so that the ops'
+// and modules' code paths for devices other than Cpu run without a GPU; and check_op, which runs
+// one op on Cpu and on HostDevice from the same inputs and seed gradient and compares the
+// outputs and every input's gradient. tests/cuda/device_ops.cuh does the same with Cuda.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <tuple>
+#include <vector>
+
+#include "deepprompt/autodiff/parameter.hpp"
+#include "deepprompt/backend/cpu/attention_kernels.hpp"
+#include "deepprompt/backend/dispatch.hpp"
+#include "testing.hpp"
+
+namespace dp_test {
+struct HostDevice {
+  static constexpr const char* name = "host-device";
+};
+}  // namespace dp_test
+
+template <>
+struct deepprompt::is_device_policy<dp_test::HostDevice> : std::true_type {};
+
+namespace dp_test {
+
+using deepprompt::index_t;
+
+// --- HostDevice's memory and kernels (found by argument-dependent lookup) ---------------------
+inline deepprompt::MemoryPool& device_pool(HostDevice) {
+  static deepprompt::MemoryPool* pool = new deepprompt::MemoryPool(deepprompt::MemoryPool::Backing{
+      [](std::size_t bytes) -> void* { return ::operator new(bytes); }, [](void* p) { ::operator delete(p); }});
+  return *pool;
+}
+template <class T>
+void upload(HostDevice, const T* host, T* device, index_t n) {
+  std::memcpy(device, host, sizeof(T) * static_cast<std::size_t>(n));
+}
+// the CPU's kernels under this device's tag (the ones the ops below reach)
+template <class... A>
+void fill(HostDevice, A&&... a) {
+  deepprompt::fill(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void add(HostDevice, A&&... a) {
+  deepprompt::add(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void sub(HostDevice, A&&... a) {
+  deepprompt::sub(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void mul(HostDevice, A&&... a) {
+  deepprompt::mul(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void div(HostDevice, A&&... a) {
+  deepprompt::div(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void scale(HostDevice, A&&... a) {
+  deepprompt::scale(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void add_scalar(HostDevice, A&&... a) {
+  deepprompt::add_scalar(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void axpy(HostDevice, A&&... a) {
+  deepprompt::axpy(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void add_rows(HostDevice, A&&... a) {
+  deepprompt::add_rows(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void sum_rows_accumulate(HostDevice, A&&... a) {
+  deepprompt::sum_rows_accumulate(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_erf(HostDevice, A&&... a) {
+  deepprompt::gelu_erf(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_erf_backward(HostDevice, A&&... a) {
+  deepprompt::gelu_erf_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void tanh(HostDevice, A&&... a) {
+  deepprompt::tanh(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void tanh_backward(HostDevice, A&&... a) {
+  deepprompt::tanh_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void softmax_rows(HostDevice, A&&... a) {
+  deepprompt::softmax_rows(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void softmax_rows_backward(HostDevice, A&&... a) {
+  deepprompt::softmax_rows_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void log_softmax_rows(HostDevice, A&&... a) {
+  deepprompt::log_softmax_rows(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void layer_norm_rows(HostDevice, A&&... a) {
+  deepprompt::layer_norm_rows(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void layer_norm_rows_backward(HostDevice, A&&... a) {
+  deepprompt::layer_norm_rows_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void rms_norm_rows(HostDevice, A&&... a) {
+  deepprompt::rms_norm_rows(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void rms_norm_rows_backward(HostDevice, A&&... a) {
+  deepprompt::rms_norm_rows_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void dropout_forward(HostDevice, A&&... a) {
+  deepprompt::dropout_forward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void dropout_backward(HostDevice, A&&... a) {
+  deepprompt::dropout_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void gemm(HostDevice, A&&... a) {
+  deepprompt::gemm(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+
+// The CUDA attention's contract: no workspace argument, no saved keep bits.
+template <class T>
+void attention_forward(HostDevice, const deepprompt::cpu::AttentionArgs<T>& a, T* out, T* stats) {
+  REQUIRE(a.keep_bits == nullptr);
+  std::vector<T> ws(static_cast<std::size_t>(deepprompt::cpu::attention_workspace_size(a, false)));
+  deepprompt::cpu::attention_forward(a, out, stats, ws.data());
+}
+template <class T>
+void attention_backward(HostDevice, const deepprompt::cpu::AttentionArgs<T>& a, const T* dout, const T* stats,
+                        const deepprompt::cpu::AttentionGrads<T>& g) {
+  std::vector<T> ws(static_cast<std::size_t>(deepprompt::cpu::attention_workspace_size(a, true)));
+  deepprompt::cpu::attention_backward(a, dout, stats, g, ws.data());
+}
+// backend/cuda/lookup.cuh's contracts, as loops
+template <class T>
+void embedding_forward(HostDevice, const T* w, const std::int64_t* ids, T* y, index_t n, index_t C) {
+  for (index_t i = 0; i < n * C; ++i) y[i] = w[ids[i / C] * C + i % C];
+}
+template <class T>
+void embedding_backward(HostDevice, const std::int64_t* ids, const T* dy, T* dw, index_t n, index_t C,
+                        std::int64_t pad) {
+  for (index_t p = 0; p < n; ++p)
+    if (ids[p] != pad)
+      for (index_t c = 0; c < C; ++c) dw[ids[p] * C + c] += dy[p * C + c];
+}
+template <class T>
+void cross_entropy_forward(HostDevice, const T* logp, const std::int64_t* tg, index_t N, index_t C, std::int64_t ignore,
+                           T eps, T* out) {
+  double total = 0, kept = 0;
+  for (index_t i = 0; i < N; ++i) {
+    if (tg[i] == ignore) continue;
+    double s = 0;
+    for (index_t c = 0; c < C; ++c) s += logp[i * C + c];
+    total += -(1 - double(eps)) * logp[i * C + tg[i]] - double(eps) / double(C) * s;
+    kept += 1;
+  }
+  out[0] = T(total / kept), out[1] = T(kept);
+}
+template <class T>
+void cross_entropy_backward(HostDevice, const T* logp, const std::int64_t* tg, index_t N, index_t C,
+                            std::int64_t ignore, T eps, const T* dloss, const T* fwd, T* dx) {
+  for (index_t i = 0; i < N * C; ++i) {
+    const index_t r = i / C, c = i % C;
+    if (tg[r] == ignore || fwd[1] == T(0)) continue;
+    dx[i] += dloss[0] / fwd[1] * (std::exp(logp[i]) - ((c == tg[r] ? T(1) - eps : T(0)) + eps / T(C)));
+  }
+}
+template <class T, std::size_t R>
+void permute_copy(HostDevice, bool accumulate, const std::array<index_t, R>& shape,
+                  const std::array<index_t, R>& stride,
+                  std::size_t lead, index_t block, index_t n, T* x, T* y) {
+  for (index_t j = 0; j < n; ++j) {
+    index_t rem = j / block, off = j % block;
+    for (std::size_t i = lead; i-- > 0;) off += (rem % shape[i]) * stride[i], rem /= shape[i];
+    if (accumulate) x[off] += y[j];
+    else y[j] = x[off];
+  }
+}
+
+// --- running an op on both devices ------------------------------------------------------------
+template <class D, std::size_t R>
+deepprompt::Tensor<float, R, D> on(const deepprompt::Tensor<float, R>& h) {
+  deepprompt::Tensor<float, R, D> t(h.shape());
+  std::memcpy(t.data(), h.data(), sizeof(float) * static_cast<std::size_t>(h.size()));
+  return t;
+}
+template <class D, std::size_t R>
+std::vector<float> values(const deepprompt::Tensor<float, R, D>& t) {
+  return std::vector<float>(t.data(), t.data() + t.size());
+}
+
+template <class D, class Op, std::size_t... R>
+std::vector<std::vector<float>> run(Op& op, const deepprompt::Tensor<float, R>&... inputs) {
+  auto params = std::make_tuple(deepprompt::Parameter<float, R, D>("input", on<D>(inputs))...);
+  auto y = std::apply([&](auto&... p) { return op(p.var()...); }, params);
+  if (y.size() == 1) y.backward();  // filled<D>(1) as the seed
+  else y.backward(on<D>(random_tensor<float>(y.shape(), 7)));
+  std::vector<std::vector<float>> out{values(y.value())};
+  std::apply([&](auto&... p) { (out.push_back(values(p.grad())), ...); }, params);
+  return out;
+}
+
+/// op on HostDevice against op on Cpu: output and every gradient within `tol` (scaled).
+template <class Op, std::size_t... R>
+void check_op(Op op, double tol, const deepprompt::Tensor<float, R>&... inputs) {
+  const auto cpu = run<deepprompt::Cpu>(op, inputs...);
+  const auto dev = run<HostDevice>(op, inputs...);
+  REQUIRE(cpu.size() == dev.size());
+  for (std::size_t k = 0; k < cpu.size(); ++k) {
+    INFO("output 0 / gradient of input k: ", k);
+    REQUIRE(cpu[k].size() == dev[k].size());
+    double worst = 0;
+    for (std::size_t i = 0; i < cpu[k].size(); ++i)
+      worst = std::max(worst, std::abs(double(dev[k][i]) - cpu[k][i]) / std::max(1.0, std::abs(double(cpu[k][i]))));
+    CHECK(worst <= tol);
+  }
+}
+
+}  // namespace dp_test

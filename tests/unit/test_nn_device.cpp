@@ -1,0 +1,114 @@
+// nn modules with their parameters on a device other than the host (HostDevice of
+// host_device.hpp: host memory, the device code paths). A block built from the same generator on
+// Cpu and on HostDevice (embedding, multi-head attention with a P-Tuning v2 key/value prefix,
+// feed-forward, layer norms, cross-entropy) must give the same loss and the same gradient for
+// every parameter, with the backbone trainable and frozen.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "deepprompt/nn/attention.hpp"
+#include "deepprompt/nn/embedding.hpp"
+#include "deepprompt/nn/feed_forward.hpp"
+#include "deepprompt/nn/norm.hpp"
+#include "deepprompt/ops/cross_entropy.hpp"
+#include "host_device.hpp"
+
+namespace test_nn_device {
+
+namespace dp = deepprompt;
+using dp::index_t;
+using dp_test::HostDevice;
+
+constexpr index_t kVocab = 40, kC = 16, kHeads = 4, kPrefix = 3;
+
+template <class D>
+struct Block {
+  dp::Embedding<float, D> embed;
+  dp::MultiHeadAttention<float, D> attn;
+  dp::FeedForward<float, D> ff;
+  dp::LayerNorm<float, D> ln1, ln2;
+  dp::Parameter<float, 3, D> prefix_k, prefix_v;  // (H, P, C / H)
+
+  explicit Block(dp::Generator& g)
+      : embed(kVocab, kC, g, 0),
+        attn(kC, kHeads, kC / kHeads, true, g),
+        ff(kC, 2 * kC, dp::Activation::gelu, false, true, g, 0.1),
+        ln1(kC),
+        ln2(kC),
+        prefix_k("prefix_k", dp::copy_to<D>(dp_test::random_tensor<float>(dp::Shape<3>{kHeads, kPrefix, kC / kHeads}, 5))),
+        prefix_v("prefix_v", dp::copy_to<D>(dp_test::random_tensor<float>(dp::Shape<3>{kHeads, kPrefix, kC / kHeads}, 6))) {}
+
+  template <class V>
+  void visit(V&& v) {
+    v("embed", embed), v("attn", attn), v("ff", ff), v("ln1", ln1), v("ln2", ln2);
+    v("prefix_k", prefix_k), v("prefix_v", prefix_v);
+  }
+
+  // ids, targets: (B, T) on the host; keep: the 0/1 padding mask (B, T).
+  dp::Var<float, 0, D> loss(const dp::Tensor<std::int64_t, 2>& ids, const dp::Tensor<int, 2>& keep,
+                            const dp::Tensor<std::int64_t, 2>& targets, dp::Generator& gen) const {
+    auto x = embed(ids);  // (B, T, C)
+    dp::AttentionCall<float, D> call;
+    call.mask = dp::copy_to<D>(dp::attention_mask<float>(keep));
+    call.prefix = dp::KVPrefix<float, D>::shared(prefix_k, prefix_v);
+    call.dropout = 0.1, call.generator = &gen, call.training = true;
+    auto h = ln1(x + attn.forward(x, call));
+    auto y = ln2(h + ff.forward(h, &gen, true));
+    return dp::cross_entropy(y, targets);  // the C hidden units as classes
+  }
+};
+
+template <class D>
+std::vector<std::vector<float>> loss_and_grads(bool frozen_backbone) {
+  dp::Generator init(42);
+  Block<D> block(init);
+  if (frozen_backbone) {
+    dp::freeze(block);
+    dp::unfreeze(block, "prefix_*");
+  }
+  const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 5}, {3, 0, 17, 39, 3, 8, 8, 1, 0, 0});
+  const auto keep = dp::Tensor<int, 2>::from({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+  const auto targets = dp::Tensor<std::int64_t, 2>::from({2, 5}, {1, 15, 2, 3, 4, 0, 9, 9, -100, -100});
+  dp::Generator gen(7);
+  auto loss = block.loss(ids, keep, targets, gen);
+  loss.backward();
+  std::vector<std::vector<float>> out{dp_test::values(loss.value())};
+  dp::for_each_parameter(block, [&](const std::string&, auto& p) {
+    out.push_back(p.trainable() ? dp_test::values(p.grad()) : std::vector<float>{});
+  });
+  return out;
+}
+
+TEST_CASE("nn on a device: an encoder block with a P-Tuning v2 prefix agrees with the host") {
+  for (bool frozen : {false, true}) {
+    CAPTURE(frozen);
+    const auto cpu = loss_and_grads<dp::Cpu>(frozen);
+    const auto dev = loss_and_grads<HostDevice>(frozen);
+    REQUIRE(cpu.size() == dev.size());
+    REQUIRE(cpu.size() == 1 + 1 + 8 + 4 + 4 + 2);  // loss, embed, attn q/k/v/o, ff wi/wo, two norms, prefix
+    for (std::size_t k = 0; k < cpu.size(); ++k) {
+      CAPTURE(k);
+      CHECK(dev[k] == cpu[k]);  // the same kernels in the same order: the same bits
+      if (frozen && k > 0 && k + 2 < cpu.size()) CHECK(cpu[k].empty());
+    }
+    CHECK(!cpu.back().empty());
+  }
+}
+
+TEST_CASE("nn on a device: host-only features say so") {
+  dp::Generator g(1);
+  dp::Linear<float, HostDevice> lin(4, 3, true, g);
+  lin.weight.set_trainable(false);
+  CHECK_THROWS_WITH_AS(lin.use_bf16(), doctest::Contains("host kernels"), dp::Error);
+  CHECK_THROWS_WITH_AS(lin.use_packed(), doctest::Contains("host kernels"), dp::Error);
+  dp::MultiHeadAttention<float, HostDevice> attn(8, 2, 4, true, g);
+  dp::Var<float, 3, HostDevice> x(dp::copy_to<HostDevice>(dp_test::random_tensor<float>(dp::Shape<3>{1, 3, 8}, 2)));
+  const std::vector<index_t> offsets{0, 3};
+  dp::AttentionCall<float, HostDevice> call;
+  call.offsets = offsets;
+  CHECK_THROWS_WITH_AS(attn.forward(x, call), doctest::Contains("host layout"), dp::Error);
+}
+
+}  // namespace test_nn_device
