@@ -2,8 +2,8 @@
 // parameterised by device): each op runs on host Parameters and on device copies of them, both
 // are seeded with the same output gradient, and the outputs and every input's gradient must
 // agree, within 1e-5 (scaled) for element-wise and row-wise ops and 1e-4 for GEMM-based ones
-// and the attention. Ends with a P-Tuning v2 transformer layer built from these ops (trainable
-// key/value prefix, frozen weights) checked the same way. Exits 77 (skipped) without a GPU.
+// and the attention. Then the nn modules on the device (an encoder block with a key/value prefix)
+// and a P-Tuning v2 layer stack built from the ops, checked the same way. Exits 77 (skipped) without a GPU.
 #include <cstdio>
 
 #include "device_ops.cuh"
@@ -19,6 +19,7 @@
 #include "deepprompt/ops/shape.hpp"
 #include "deepprompt/ops/softmax.hpp"
 #include "ptv2_layer.cuh"
+#include "../unit/encoder_block.hpp"
 
 using namespace cuda_test;
 using dp::Shape;
@@ -136,6 +137,41 @@ void device_parameters() {
   expect_close("Parameter<Cuda>: zero_grad", floats(dp::to_host(p.grad())), std::vector<double>(15, 0.0), 0);
 }
 
+// The modules on the device: tests/unit/encoder_block.hpp's block (embedding, attention with a
+// P-Tuning v2 prefix, feed-forward, layer norms) built on both devices from the same generator.
+template <class D>
+std::vector<std::vector<float>> block_loss_and_grads(bool frozen_backbone) {
+  dp::Generator init(42);
+  encoder_block::Block<D> block(init);
+  if (frozen_backbone) {
+    dp::freeze(block);
+    dp::unfreeze(block, "prefix_*");
+  }
+  const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 5}, {3, 0, 17, 39, 3, 8, 8, 1, 0, 0});
+  const auto keep = dp::Tensor<int, 2>::from({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+  const auto targets = dp::Tensor<std::int64_t, 2>::from({2, 5}, {1, 15, 2, 3, 4, 0, 9, 9, -100, -100});
+  dp::Generator gen(7);
+  auto loss = block.loss(ids, keep, targets, gen);
+  loss.backward();
+  std::vector<std::vector<float>> out{floats(on_host(loss.value()))};
+  dp::for_each_parameter(block, [&](const std::string&, auto& p) {
+    if (p.trainable()) out.push_back(floats(on_host(p.grad())));
+  });
+  return out;
+}
+
+void modules() {
+  for (bool frozen : {false, true}) {
+    const auto cpu = block_loss_and_grads<dp::Cpu>(frozen);
+    const auto gpu = block_loss_and_grads<dp::Cuda>(frozen);
+    const std::string name = frozen ? "encoder block, frozen backbone" : "encoder block, all trainable";
+    if (cpu.size() != gpu.size()) ++g_failed;
+    for (std::size_t i = 0; i < cpu.size() && i < gpu.size(); ++i)
+      expect_close(name + (i == 0 ? ": loss" : ": gradient " + std::to_string(i)), gpu[i],
+                   std::vector<double>(cpu[i].begin(), cpu[i].end()), 1e-4);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -148,6 +184,7 @@ int main() {
   gemm_and_lookup();
   attention();
   device_parameters();
+  modules();
   ptv2_layer_check();
   std::printf("%s: %d failed checks\n", g_failed ? "FAIL" : "ok", g_failed);
   return g_failed ? 1 : 0;

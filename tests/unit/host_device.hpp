@@ -39,7 +39,7 @@ template <class T>
 void upload(HostDevice, const T* host, T* device, index_t n) {
   std::memcpy(device, host, sizeof(T) * static_cast<std::size_t>(n));
 }
-// the CPU's kernels under this device's tag (the ones the ops below reach)
+// every CPU kernel under this device's tag (backend/cuda/kernels.cuh offers the same names)
 template <class... A>
 void fill(HostDevice, A&&... a) {
   deepprompt::fill(deepprompt::Cpu{}, std::forward<A>(a)...);
@@ -135,6 +135,43 @@ void dropout_backward(HostDevice, A&&... a) {
 template <class... A>
 void gemm(HostDevice, A&&... a) {
   deepprompt::gemm(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+
+template <class... A>
+void exp(HostDevice, A&&... a) {
+  deepprompt::exp(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void sigmoid(HostDevice, A&&... a) {
+  deepprompt::sigmoid(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void relu(HostDevice, A&&... a) {
+  deepprompt::relu(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_tanh(HostDevice, A&&... a) {
+  deepprompt::gelu_tanh(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void exp_backward(HostDevice, A&&... a) {
+  deepprompt::exp_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void sigmoid_backward(HostDevice, A&&... a) {
+  deepprompt::sigmoid_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void relu_backward(HostDevice, A&&... a) {
+  deepprompt::relu_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void gelu_tanh_backward(HostDevice, A&&... a) {
+  deepprompt::gelu_tanh_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
+template <class... A>
+void log_softmax_rows_backward(HostDevice, A&&... a) {
+  deepprompt::log_softmax_rows_backward(deepprompt::Cpu{}, std::forward<A>(a)...);
 }
 
 // The CUDA attention's contract: no workspace argument, no saved keep bits.

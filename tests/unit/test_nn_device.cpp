@@ -5,14 +5,12 @@
 // every parameter, with the backbone trainable and frozen.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
-#include "deepprompt/nn/attention.hpp"
-#include "deepprompt/nn/embedding.hpp"
-#include "deepprompt/nn/feed_forward.hpp"
-#include "deepprompt/nn/norm.hpp"
-#include "deepprompt/ops/cross_entropy.hpp"
+#include "encoder_block.hpp"
 #include "host_device.hpp"
 
 namespace test_nn_device {
@@ -21,44 +19,7 @@ namespace dp = deepprompt;
 using dp::index_t;
 using dp_test::HostDevice;
 
-constexpr index_t kVocab = 40, kC = 16, kHeads = 4, kPrefix = 3;
-
-template <class D>
-struct Block {
-  dp::Embedding<float, D> embed;
-  dp::MultiHeadAttention<float, D> attn;
-  dp::FeedForward<float, D> ff;
-  dp::LayerNorm<float, D> ln1, ln2;
-  dp::Parameter<float, 3, D> prefix_k, prefix_v;  // (H, P, C / H)
-
-  explicit Block(dp::Generator& g)
-      : embed(kVocab, kC, g, 0),
-        attn(kC, kHeads, kC / kHeads, true, g),
-        ff(kC, 2 * kC, dp::Activation::gelu, false, true, g, 0.1),
-        ln1(kC),
-        ln2(kC),
-        prefix_k("prefix_k", dp::copy_to<D>(dp_test::random_tensor<float>(dp::Shape<3>{kHeads, kPrefix, kC / kHeads}, 5))),
-        prefix_v("prefix_v", dp::copy_to<D>(dp_test::random_tensor<float>(dp::Shape<3>{kHeads, kPrefix, kC / kHeads}, 6))) {}
-
-  template <class V>
-  void visit(V&& v) {
-    v("embed", embed), v("attn", attn), v("ff", ff), v("ln1", ln1), v("ln2", ln2);
-    v("prefix_k", prefix_k), v("prefix_v", prefix_v);
-  }
-
-  // ids, targets: (B, T) on the host; keep: the 0/1 padding mask (B, T).
-  dp::Var<float, 0, D> loss(const dp::Tensor<std::int64_t, 2>& ids, const dp::Tensor<int, 2>& keep,
-                            const dp::Tensor<std::int64_t, 2>& targets, dp::Generator& gen) const {
-    auto x = embed(ids);  // (B, T, C)
-    dp::AttentionCall<float, D> call;
-    call.mask = dp::copy_to<D>(dp::attention_mask<float>(keep));
-    call.prefix = dp::KVPrefix<float, D>::shared(prefix_k, prefix_v);
-    call.dropout = 0.1, call.generator = &gen, call.training = true;
-    auto h = ln1(x + attn.forward(x, call));
-    auto y = ln2(h + ff.forward(h, &gen, true));
-    return dp::cross_entropy(y, targets);  // the C hidden units as classes
-  }
-};
+using encoder_block::Block;
 
 template <class D>
 std::vector<std::vector<float>> loss_and_grads(bool frozen_backbone) {
@@ -90,7 +51,12 @@ TEST_CASE("nn on a device: an encoder block with a P-Tuning v2 prefix agrees wit
     REQUIRE(cpu.size() == 1 + 1 + 8 + 4 + 4 + 2);  // loss, embed, attn q/k/v/o, ff wi/wo, two norms, prefix
     for (std::size_t k = 0; k < cpu.size(); ++k) {
       CAPTURE(k);
-      CHECK(dev[k] == cpu[k]);  // the same kernels in the same order: the same bits
+      REQUIRE(dev[k].size() == cpu[k].size());
+      // the same kernels but cross-entropy's backward (a loop with the CUDA kernel's rounding)
+      double worst = 0;
+      for (std::size_t i = 0; i < cpu[k].size(); ++i)
+        worst = std::max(worst, std::abs(double(dev[k][i]) - cpu[k][i]) / std::max(1.0, std::abs(double(cpu[k][i]))));
+      CHECK(worst <= 1e-6);
       if (frozen && k > 0 && k + 2 < cpu.size()) CHECK(cpu[k].empty());
     }
     CHECK(!cpu.back().empty());

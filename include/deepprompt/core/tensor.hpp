@@ -246,6 +246,19 @@ Tensor<T, Rank, D> filled(const Shape<Rank>& shape, T value) {
   }
 }
 
+/// A copy of a host tensor on device D; for D = Cpu the same tensor (no copy). Another device
+/// copies through its backend's upload(D, host, device, n) (argument-dependent lookup).
+template <DevicePolicy D, class T, std::size_t Rank>
+Tensor<T, Rank, D> copy_to(const Tensor<T, Rank>& host) {
+  if constexpr (std::is_same_v<D, Cpu>) {
+    return host;
+  } else {
+    Tensor<T, Rank, D> t(host.shape());
+    upload(D{}, static_cast<const T*>(host.data()), t.data(), host.size());
+    return t;
+  }
+}
+
 /// Element-wise conversion into a new tensor (float <-> double, float <-> bf16/fp16, ...).
 template <class To, class From, std::size_t Rank>
 Tensor<To, Rank> convert(const Tensor<From, Rank>& src) {

@@ -43,8 +43,8 @@ inline constexpr std::string_view activation_name(Activation a) {
 }
 
 /// a(x), element-wise.  x, y: (...).
-template <class T, std::size_t R>
-Var<T, R> activate(const Var<T, R>& x, Activation a) {
+template <class T, std::size_t R, class D>
+Var<T, R, D> activate(const Var<T, R, D>& x, Activation a) {
   switch (a) {
     case Activation::gelu:
       return gelu(x);

@@ -15,6 +15,8 @@
 // of the real ones, either shared by the batch (H, P, D) or one per example (B, H, P, D). The
 // prefix positions are always attended (no mask entry needed, none causal-masked). A
 // per-example prefix can also carry a decoder's cached keys and values.
+//
+// Device: everything here takes D (Cpu by default); the packed layout (call.offsets) is host-only.
 #include <optional>
 #include <span>
 #include <string_view>
@@ -27,17 +29,17 @@ namespace deepprompt {
 
 /// A key/value prefix for one attention call: shared by the batch (H, P, D) or one per example
 /// (B, H, P, D); both empty: none. (models/t5.hpp uses the same type: one definition here.)
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct KVPrefix {
-  Var<T, 3> k{}, v{};              // shared by the batch: (H, P, D)
-  Var<T, 4> k_batch{}, v_batch{};  // or one per example: (B, H, P, D)
+  Var<T, 3, Dev> k{}, v{};              // shared by the batch: (H, P, D)
+  Var<T, 4, Dev> k_batch{}, v_batch{};  // or one per example: (B, H, P, D)
 
-  static KVPrefix shared(Var<T, 3> keys, Var<T, 3> values) {
+  static KVPrefix shared(Var<T, 3, Dev> keys, Var<T, 3, Dev> values) {
     KVPrefix p;
     p.k = std::move(keys), p.v = std::move(values);
     return p;
   }
-  static KVPrefix per_example(Var<T, 4> keys, Var<T, 4> values) {
+  static KVPrefix per_example(Var<T, 4, Dev> keys, Var<T, 4, Dev> values) {
     KVPrefix p;
     p.k_batch = std::move(keys), p.v_batch = std::move(values);
     return p;
@@ -48,16 +50,16 @@ struct KVPrefix {
 };
 
 /// Everything of one attention call besides q, k, v.
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct AttentionCall {
-  Tensor<T, 2> mask{};       // additive, (B, Tk) or (B, P + Tk) (see dp::attention_mask); empty: none
-  Var<T, 4> bias{};          // additive, (1 or B, H, Tq, Tk or P + Tk) (T5); empty: none
+  Tensor<T, 2, Dev> mask{};  // additive, (B, Tk) or (B, P + Tk) (see dp::attention_mask); empty: none
+  Var<T, 4, Dev> bias{};     // additive, (1 or B, H, Tq, Tk or P + Tk) (T5); empty: none
   bool causal = false;       // query i sees real keys j <= i + Tk - Tq, and the whole prefix
   std::optional<T> scale{};  // default 1 / sqrt(D)
   double dropout = 0.0;      // on the attention probabilities, when training
   Generator* generator = nullptr;
   bool training = false;
-  KVPrefix<T> prefix{};
+  KVPrefix<T, Dev> prefix{};
   /// Packed variable-length sequences (ops/attention.hpp, packed_attention): q, k, v are
   /// (1, N, H*D), sequence b being tokens [offsets[b], offsets[b + 1]); empty: the padded
   /// (B, T, H*D) layout. No mask, bias or causal masking with it.
@@ -68,8 +70,8 @@ struct AttentionCall {
 };
 
 /// (B, T, H*D) -> (B, H, T, D).
-template <class T>
-Var<T, 4> split_heads(const Var<T, 3>& x, index_t heads) {
+template <class T, class Dev>
+Var<T, 4, Dev> split_heads(const Var<T, 3, Dev>& x, index_t heads) {
   const index_t B = x.extent(0), L = x.extent(1), C = x.extent(2);
   if (heads <= 0 || C % heads != 0)
     throw ShapeError(
@@ -78,18 +80,18 @@ Var<T, 4> split_heads(const Var<T, 3>& x, index_t heads) {
 }
 
 /// (B, H, T, D) -> (B, T, H*D).
-template <class T>
-Var<T, 3> merge_heads(const Var<T, 4>& x) {
+template <class T, class Dev>
+Var<T, 3, Dev> merge_heads(const Var<T, 4, Dev>& x) {
   const index_t B = x.extent(0), H = x.extent(1), L = x.extent(2), D = x.extent(3);
   return reshape<3>(permute(x, {0, 2, 1, 3}), Shape<3>{B, L, H * D});
 }
 
 /// softmax(q k^T * scale + mask + bias) v per head, with the call's prefix, causal masking and
 /// dropout. q: (B, Tq, H*D); k, v: (B, Tk, H*D); returns (B, Tq, H*D).
-template <class T>
-Var<T, 3> multi_head_attention(const Var<T, 3>& q, const Var<T, 3>& k, const Var<T, 3>& v, index_t heads,
-                               const AttentionCall<T>& call) {
-  AttentionOptions<T> o;
+template <class T, class Dev>
+Var<T, 3, Dev> multi_head_attention(const Var<T, 3, Dev>& q, const Var<T, 3, Dev>& k, const Var<T, 3, Dev>& v,
+                                    index_t heads, const std::type_identity_t<AttentionCall<T, Dev>>& call) {
+  AttentionOptions<T, Dev> o;
   o.mask = call.mask;
   o.bias = call.bias;
   o.causal = call.causal;
@@ -103,11 +105,17 @@ Var<T, 3> multi_head_attention(const Var<T, 3>& q, const Var<T, 3>& k, const Var
   o.prefix_k_batch = call.prefix.k_batch;
   o.prefix_v_batch = call.prefix.v_batch;
   if (!call.offsets.empty()) {
-    if (q.extent(0) != 1)
-      throw ShapeError(detail::cat("multi_head_attention: packed sequences come as (1, N, H*D), got ", shape_str(q.shape())));
-    auto flat = [](const Var<T, 3>& x) { return reshape<2>(x, Shape<2>{x.extent(1), x.extent(2)}); };
-    const Var<T, 2> y = packed_attention(flat(q), flat(k), flat(v), heads, call.offsets, o, call.query_offsets);  // (Nq, H*D)
-    return reshape<3>(y, Shape<3>{1, y.extent(0), y.extent(1)});
+    if constexpr (!std::is_same_v<Dev, Cpu>)
+      throw Error(detail::cat("multi_head_attention: packed sequences are a host layout (device ", Dev::name, ")"));
+    else {
+      if (q.extent(0) != 1)
+        throw ShapeError(
+            detail::cat("multi_head_attention: packed sequences come as (1, N, H*D), got ", shape_str(q.shape())));
+      auto flat = [](const Var<T, 3>& x) { return reshape<2>(x, Shape<2>{x.extent(1), x.extent(2)}); };
+      const Var<T, 2> y =
+          packed_attention(flat(q), flat(k), flat(v), heads, call.offsets, o, call.query_offsets);  // (Nq, H*D)
+      return reshape<3>(y, Shape<3>{1, y.extent(0), y.extent(1)});
+    }
   }
   return merge_heads(
       scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), o));
@@ -119,11 +127,11 @@ struct AttentionNames {
 };
 
 /// Self- and cross-attention with projections q, k, v: (H*D, C) and o: (C, H*D).
-template <class T = float>
+template <class T = float, DevicePolicy Dev = Cpu>
 struct MultiHeadAttention {
   index_t heads = 0;
   AttentionNames names{};
-  Linear<T> q, k, v, o;
+  Linear<T, Dev> q, k, v, o;
 
   MultiHeadAttention() = default;
   MultiHeadAttention(index_t d_model, index_t num_heads, index_t head_dim, bool with_bias, Generator& gen,
@@ -140,23 +148,23 @@ struct MultiHeadAttention {
   }
 
   /// Self-attention. x, y: (B, T, C).
-  Var<T, 3> forward(const Var<T, 3>& x, const AttentionCall<T>& call = {}) const {
+  Var<T, 3, Dev> forward(const Var<T, 3, Dev>& x, const AttentionCall<T, Dev>& call = {}) const {
     return o(multi_head_attention(q(x), k(x), v(x), heads, call));
   }
   /// Cross-attention: queries from x (B, Tq, C), keys and values from memory (B, Tk, C).
-  Var<T, 3> forward(const Var<T, 3>& x, const Var<T, 3>& memory, const AttentionCall<T>& call) const {
+  Var<T, 3, Dev> forward(const Var<T, 3, Dev>& x, const Var<T, 3, Dev>& memory, const AttentionCall<T, Dev>& call) const {
     return o(multi_head_attention(q(x), k(memory), v(memory), heads, call));
   }
 
   /// The keys and values that P hidden vectors h (P, C) would give as tokens in front of this
   /// attention's input: k(h), v(h), each (H, P, D), shared by the batch (the hidden-state form
   /// of deep prompts is this prefix; the vectors' own outputs are dropped).
-  KVPrefix<T> prefix_from_hidden(const Var<T, 2>& h) const {  // h: (P, C)
+  KVPrefix<T, Dev> prefix_from_hidden(const Var<T, 2, Dev>& h) const {  // h: (P, C)
     const index_t P = h.extent(0), W = k.out_features(), D = W / heads;
-    auto heads_first = [&](const Var<T, 2>& y) {  // (P, H * D) -> (H, P, D)
+    auto heads_first = [&](const Var<T, 2, Dev>& y) {  // (P, H * D) -> (H, P, D)
       return permute(reshape<3>(y, Shape<3>{P, heads, D}), {1, 0, 2});
     };
-    return KVPrefix<T>::shared(heads_first(k(h)), heads_first(v(h)));
+    return KVPrefix<T, Dev>::shared(heads_first(k(h)), heads_first(v(h)));
   }
 
   template <class V>

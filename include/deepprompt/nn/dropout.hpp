@@ -18,8 +18,8 @@ struct Dropout {
 
   /// x, y: (...). Returns x itself unless training and p > 0; then `gen` is required (its
   /// stream advances by x.size() words).
-  template <class T, std::size_t R>
-  Var<T, R> forward(const Var<T, R>& x, Generator* gen, bool training) const {
+  template <class T, std::size_t R, class D>
+  Var<T, R, D> forward(const Var<T, R, D>& x, Generator* gen, bool training) const {
     if (!training || p == 0.0) return x;
     if (gen == nullptr) throw Error(detail::cat("Dropout: training with p = ", p, " needs a Generator"));
     return dropout(x, static_cast<T>(p), *gen, true);

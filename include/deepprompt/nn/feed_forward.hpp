@@ -14,12 +14,12 @@
 
 namespace deepprompt {
 
-template <class T = float>
+template <class T = float, DevicePolicy D = Cpu>
 struct FeedForward {
   Activation act = Activation::relu;
-  Linear<T> wi;                   // (d_ff, d_model); "wi", or "wi_0" when gated
-  std::optional<Linear<T>> wi_1;  // (d_ff, d_model), gated only
-  Linear<T> wo;                   // (d_model, d_ff)
+  Linear<T, D> wi;                   // (d_ff, d_model); "wi", or "wi_0" when gated
+  std::optional<Linear<T, D>> wi_1;  // (d_ff, d_model), gated only
+  Linear<T, D> wo;                   // (d_model, d_ff)
   Dropout dropout;
 
   FeedForward() = default;
@@ -28,15 +28,15 @@ struct FeedForward {
               double dropout_p = 0.0, double std_in = 0.02, double std_out = 0.02)
       : act(activation), wi(d_ff, d_model, with_bias, gen, std_in), dropout(dropout_p) {
     if (gated) wi_1.emplace(d_ff, d_model, with_bias, gen, std_in);
-    wo = Linear<T>(d_model, d_ff, with_bias, gen, std_out);
+    wo = Linear<T, D>(d_model, d_ff, with_bias, gen, std_out);
   }
 
   bool gated() const { return wi_1.has_value(); }
 
   /// x, y: (..., d_model). `gen` is needed only when training with dropout > 0.
   template <std::size_t R>
-  Var<T, R> forward(const Var<T, R>& x, Generator* gen = nullptr, bool training = false) const {
-    Var<T, R> h = activate(wi(x), act);  // (..., d_ff)
+  Var<T, R, D> forward(const Var<T, R, D>& x, Generator* gen = nullptr, bool training = false) const {
+    Var<T, R, D> h = activate(wi(x), act);  // (..., d_ff)
     if (wi_1) h = mul(h, (*wi_1)(x));
     return wo(dropout.forward(h, gen, training));
   }

@@ -23,6 +23,10 @@
 // the packing of W at every call (forward passes about 7% faster at BERT-base shapes). Like
 // bf16, it does not follow later changes of the weight; use_packed_weights(module) switches every
 // frozen float Linear of a module tree. bf16 takes precedence when both are on.
+//
+// Device: Linear<T, D> keeps its parameters on D (Cpu by default; initialised on the host and
+// copied). bf16 and pre-packed weights are host kernels: use_bf16 / use_packed on a device
+// Linear throw Error.
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -42,43 +46,39 @@
 namespace deepprompt {
 
 /// A low-rank update of a Linear: y += scale * dropout(x) A^T B^T (Hu et al., PEFT's LoraLayer).
-template <class T = float>
+template <class T = float, DevicePolicy D = Cpu>
 struct LowRankUpdate {
-  Parameter<T, 2> A;       // (r, In)
-  Parameter<T, 2> B;       // (Out, r)
+  Parameter<T, 2, D> A;    // (r, In)
+  Parameter<T, 2, D> B;    // (Out, r)
   T scale = T(1);          // lora_alpha / r (or / sqrt(r) with rsLoRA)
   double dropout = 0.0;    // on the update's input while training
   bool training = false;   // dropout on; set per model (peft/lora.hpp: set_lora_training)
   bool merged = false;     // the update has been added to the weight: forward skips it
-  Tensor<T, 2> original{};  // while merged: the weight before merging (unmerge restores it exactly)
+  Tensor<T, 2, D> original{};  // while merged: the weight before merging (unmerge restores it exactly)
   mutable Generator generator{};  // dropout's stream
 
   index_t rank() const { return A.shape()[0]; }
 
   /// y + scale * (dropout(x) A^T) B^T.  x: (..., In), y: (..., Out).
   template <std::size_t R>
-  Var<T, R> apply(const Var<T, R>& x, const Var<T, R>& y) const {
-    const Var<T, R> in =
+  Var<T, R, D> apply(const Var<T, R, D>& x, const Var<T, R, D>& y) const {
+    const Var<T, R, D> in =
         training && dropout > 0.0 ? deepprompt::dropout(x, static_cast<T>(dropout), generator, true) : x;
     return add(y, deepprompt::scale(linear(linear(in, A.var()), B.var()), scale));
   }
 };
 
-template <class T = float>
+template <class T = float, DevicePolicy D = Cpu>
 struct Linear {
-  Parameter<T, 2> weight;               // (Out, In)
-  std::optional<Parameter<T, 1>> bias;  // (Out), absent for bias-free layers
-  std::optional<LowRankUpdate<T>> lora;  // LoRA, absent unless attached
+  Parameter<T, 2, D> weight;               // (Out, In)
+  std::optional<Parameter<T, 1, D>> bias;  // (Out), absent for bias-free layers
+  std::optional<LowRankUpdate<T, D>> lora;  // LoRA, absent unless attached
 
   Linear() = default;
   /// requires: out, in >= 0.
   Linear(index_t out, index_t in, bool with_bias, Generator& gen, double init_std = 0.02)
-      : weight("weight", Tensor<T, 2>({out, in})) {
-    if (init_std > 0)
-      init::normal(weight.value(), 0.0, init_std, gen);
-    else
-      weight.value().fill(T(0));
-    if (with_bias) bias.emplace("bias", Tensor<T, 1>::zeros({out}));
+      : weight("weight", copy_to<D>(initial_weight(out, in, gen, init_std))) {
+    if (with_bias) bias.emplace("bias", filled<T, 1, D>({out}, T(0)));
   }
 
   index_t in_features() const { return weight.shape()[1]; }
@@ -106,12 +106,12 @@ struct Linear {
 
   /// x: (..., In) -> (..., Out).
   template <std::size_t R>
-  Var<T, R> forward(const Var<T, R>& x) const {
-    Var<T, R> y = base_forward(x);
+  Var<T, R, D> forward(const Var<T, R, D>& x) const {
+    Var<T, R, D> y = base_forward(x);
     return lora && !lora->merged ? lora->apply(x, y) : y;
   }
   template <std::size_t R>
-  Var<T, R> operator()(const Var<T, R>& x) const {
+  Var<T, R, D> operator()(const Var<T, R, D>& x) const {
     return forward(x);
   }
 
@@ -131,7 +131,10 @@ struct Linear {
   template <class Copy>
   std::shared_ptr<const Copy> frozen_copy(bool on, const char* what, const char* kind) const {
     if (!on) return nullptr;
-    if constexpr (!std::is_same_v<T, float>) {
+    if constexpr (!std::is_same_v<D, Cpu>) {
+      throw Error(std::string("Linear::") + what + ": " + kind + " are host kernels; this Linear is on device " +
+                  D::name);
+    } else if constexpr (!std::is_same_v<T, float>) {
       throw Error(std::string("Linear::") + what + ": " + kind + " need a float Linear");
     } else {
       if (weight.trainable())
@@ -143,9 +146,19 @@ struct Linear {
   std::shared_ptr<const Bf16LinearWeight> bf16_weight_;      // null unless use_bf16(true)
   std::shared_ptr<const PackedLinearWeight> packed_weight_;  // null unless use_packed(true)
 
+  // (out, in) on the host: Normal(0, init_std), or zeros for init_std <= 0 (nothing drawn).
+  static Tensor<T, 2> initial_weight(index_t out, index_t in, Generator& gen, double init_std) {
+    Tensor<T, 2> w({out, in});
+    if (init_std > 0)
+      init::normal(w, 0.0, init_std, gen);
+    else
+      w.fill(T(0));
+    return w;
+  }
+
   template <std::size_t R>
-  Var<T, R> base_forward(const Var<T, R>& x) const {
-    if constexpr (std::is_same_v<T, float>) {
+  Var<T, R, D> base_forward(const Var<T, R, D>& x) const {
+    if constexpr (std::is_same_v<T, float> && std::is_same_v<D, Cpu>) {
       if (uses_bf16()) {
         if (!bias) return linear_bf16(x, bf16_weight_);
         const Var<float, 1> b = bias->var();
@@ -163,8 +176,8 @@ struct Linear {
 
 template <class X>
 struct linear_type : std::false_type {};
-template <class T>
-struct linear_type<Linear<T>> : std::true_type {
+template <class T, class D>
+struct linear_type<Linear<T, D>> : std::true_type {
   using value_type = T;
 };
 
@@ -201,12 +214,12 @@ void for_each_linear(M& model, F&& f) {
 }
 
 namespace detail {
-// on: set(lin, true) on every frozen float Linear of `module`; off: set(lin, false) on every one
+// on: set(lin, true) on every frozen float Linear of `tree`; off: set(lin, false) on every one
 // for which held(lin). Returns how many were switched.
 template <class M, class Held, class Set>
-int switch_frozen_linears(M& module, bool on, Held&& held, Set&& set) {
+int switch_frozen_linears(M& tree, bool on, Held&& held, Set&& set) {
   int count = 0;
-  for_each_linear(module, [&](const std::string&, auto& lin) {
+  for_each_linear(tree, [&](const std::string&, auto& lin) {
     if constexpr (std::is_same_v<std::remove_cvref_t<decltype(lin)>, Linear<float>>) {
       if (on ? !lin.weight.trainable() : held(lin)) {
         set(lin, on);
@@ -218,24 +231,24 @@ int switch_frozen_linears(M& module, bool on, Held&& held, Set&& set) {
 }
 }  // namespace detail
 
-/// Switches every frozen float Linear inside `module` to bf16 weights (on), or every Linear
+/// Switches every frozen float Linear inside `tree` to bf16 weights (on), or every Linear
 /// holding them back to fp32 (off); returns how many were switched. Trainable Linears and
 /// non-float ones are left alone. Call it after loading weights and freezing the backbone.
 template <class M>
-int use_bf16_weights(M& module, bool on = true) {
+int use_bf16_weights(M& tree, bool on = true) {
   return detail::switch_frozen_linears(
-      module, on, [](const Linear<float>& l) { return l.bf16_weight() != nullptr; },
+      tree, on, [](const Linear<float>& l) { return l.bf16_weight() != nullptr; },
       [](Linear<float>& l, bool v) { l.use_bf16(v); });
 }
 
-/// Switches every frozen float Linear inside `module` to pre-packed weights (on), or every Linear
+/// Switches every frozen float Linear inside `tree` to pre-packed weights (on), or every Linear
 /// holding them back (off); returns how many were switched (none where the build cannot pack:
 /// cpu::PackedWeight::available()). Call it after loading weights and freezing the backbone.
 template <class M>
-int use_packed_weights(M& module, bool on = true) {
+int use_packed_weights(M& tree, bool on = true) {
   if (on && !cpu::PackedWeight::available()) return 0;
   return detail::switch_frozen_linears(
-      module, on, [](const Linear<float>& l) { return l.packed_weight() != nullptr; },
+      tree, on, [](const Linear<float>& l) { return l.packed_weight() != nullptr; },
       [](Linear<float>& l, bool v) { l.use_packed(v); });
 }
 

@@ -50,8 +50,8 @@ using StateDict = std::map<std::string, AnyTensor<T>, std::less<>>;
 namespace detail {
 template <class X>
 struct is_parameter : std::false_type {};
-template <class T, std::size_t R>
-struct is_parameter<Parameter<T, R>> : std::true_type {};
+template <class T, std::size_t R, class D>
+struct is_parameter<Parameter<T, R, D>> : std::true_type {};
 template <class X>
 struct is_vector : std::false_type {};
 template <class X>
