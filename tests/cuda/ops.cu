@@ -141,23 +141,7 @@ void device_parameters() {
 // P-Tuning v2 prefix, feed-forward, layer norms) built on both devices from the same generator.
 template <class D>
 std::vector<std::vector<float>> block_loss_and_grads(bool frozen_backbone) {
-  dp::Generator init(42);
-  encoder_block::Block<D> block(init);
-  if (frozen_backbone) {
-    dp::freeze(block);
-    dp::unfreeze(block, "prefix_*");
-  }
-  const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 5}, {3, 0, 17, 39, 3, 8, 8, 1, 0, 0});
-  const auto keep = dp::Tensor<int, 2>::from({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
-  const auto targets = dp::Tensor<std::int64_t, 2>::from({2, 5}, {1, 15, 2, 3, 4, 0, 9, 9, -100, -100});
-  dp::Generator gen(7);
-  auto loss = block.loss(ids, keep, targets, gen);
-  loss.backward();
-  std::vector<std::vector<float>> out{floats(on_host(loss.value()))};
-  dp::for_each_parameter(block, [&](const std::string&, auto& p) {
-    if (p.trainable()) out.push_back(floats(on_host(p.grad())));
-  });
-  return out;
+  return encoder_block::loss_and_grads<D>(frozen_backbone, [](const auto& t) { return floats(on_host(t)); });
 }
 
 void modules() {

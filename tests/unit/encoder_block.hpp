@@ -3,8 +3,11 @@
 // multi-head attention (prefix, padding mask, dropout), feed-forward, two layer norms and a
 // cross-entropy over the hidden units. tests/unit/test_nn_device.cpp builds it on Cpu and on a
 // host-memory test device, tests/cuda/ops.cu on Cpu and Cuda, and both compare the loss and
-// every parameter's gradient. Weights come from the generator given; the prefix from seeds 5, 6.
+// every parameter's gradient (loss_and_grads). Weights come from the generator given; the prefix
+// from seeds 5, 6.
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "deepprompt/core/init.hpp"
 #include "deepprompt/nn/attention.hpp"
@@ -64,5 +67,29 @@ struct Block {
     return dp::cross_entropy(y, targets);  // the C hidden units as classes
   }
 };
+
+/// The block's loss on a fixed batch and every trainable parameter's gradient (the backbone
+/// frozen, only the prefix trained, when `frozen_backbone`), as host vectors through
+/// values(tensor) (the device's copy to the host).
+template <class D, class Values>
+std::vector<std::vector<float>> loss_and_grads(bool frozen_backbone, Values&& values) {
+  dp::Generator init(42);
+  Block<D> block(init);
+  if (frozen_backbone) {
+    dp::freeze(block);
+    dp::unfreeze(block, "prefix_*");
+  }
+  const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 5}, {3, 0, 17, 39, 3, 8, 8, 1, 0, 0});
+  const auto keep = dp::Tensor<int, 2>::from({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+  const auto targets = dp::Tensor<std::int64_t, 2>::from({2, 5}, {1, 15, 2, 3, 4, 0, 9, 9, -100, -100});
+  dp::Generator gen(7);
+  auto loss = block.loss(ids, keep, targets, gen);
+  loss.backward();
+  std::vector<std::vector<float>> out{values(loss.value())};
+  dp::for_each_parameter(block, [&](const std::string&, auto& p) {
+    out.push_back(p.trainable() ? values(p.grad()) : std::vector<float>{});
+  });
+  return out;
+}
 
 }  // namespace encoder_block

@@ -19,27 +19,10 @@ namespace dp = deepprompt;
 using dp::index_t;
 using dp_test::HostDevice;
 
-using encoder_block::Block;
 
 template <class D>
 std::vector<std::vector<float>> loss_and_grads(bool frozen_backbone) {
-  dp::Generator init(42);
-  Block<D> block(init);
-  if (frozen_backbone) {
-    dp::freeze(block);
-    dp::unfreeze(block, "prefix_*");
-  }
-  const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 5}, {3, 0, 17, 39, 3, 8, 8, 1, 0, 0});
-  const auto keep = dp::Tensor<int, 2>::from({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
-  const auto targets = dp::Tensor<std::int64_t, 2>::from({2, 5}, {1, 15, 2, 3, 4, 0, 9, 9, -100, -100});
-  dp::Generator gen(7);
-  auto loss = block.loss(ids, keep, targets, gen);
-  loss.backward();
-  std::vector<std::vector<float>> out{dp_test::values(loss.value())};
-  dp::for_each_parameter(block, [&](const std::string&, auto& p) {
-    out.push_back(p.trainable() ? dp_test::values(p.grad()) : std::vector<float>{});
-  });
-  return out;
+  return encoder_block::loss_and_grads<D>(frozen_backbone, [](const auto& t) { return dp_test::values(t); });
 }
 
 TEST_CASE("nn on a device: an encoder block with a P-Tuning v2 prefix agrees with the host") {
