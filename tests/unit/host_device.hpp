@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <tuple>
 #include <vector>
 
@@ -32,7 +33,8 @@ using deepprompt::index_t;
 // --- HostDevice's memory and kernels (found by argument-dependent lookup) ---------------------
 inline deepprompt::MemoryPool& device_pool(HostDevice) {
   static deepprompt::MemoryPool* pool = new deepprompt::MemoryPool(deepprompt::MemoryPool::Backing{
-      [](std::size_t bytes) -> void* { return ::operator new(bytes); }, [](void* p) { ::operator delete(p); }});
+      [](std::size_t bytes) -> void* { return ::operator new(bytes, std::align_val_t{deepprompt::kAlignment}); },
+      [](void* p) { ::operator delete(p, std::align_val_t{deepprompt::kAlignment}); }});  // 64-byte aligned, as the host pool
   return *pool;
 }
 template <class T>

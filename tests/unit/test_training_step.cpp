@@ -15,6 +15,7 @@
 #include "deepprompt/ops/norm.hpp"
 #include "deepprompt/ops/packing.hpp"
 #include "deepprompt/ops/shape.hpp"
+#include "deepprompt/peft/deep_prompt_bert.hpp"
 #include "deepprompt/train/clip_grad.hpp"
 #include "deepprompt/train/optimizer.hpp"
 #include "deepprompt/train/schedule.hpp"
@@ -169,6 +170,38 @@ TEST_CASE("a warmed-up step on packed sequences (unpadded, pairs handed out dyna
     opt.zero_grad();
   };
   check_warm_steps_allocate_nothing(step, last);
+}
+
+TEST_CASE("a warmed-up PromptedBert training step (padded, unpadded, first token only) performs no heap allocation") {
+  // the tiny checkpoint of tests/data/bert, a deep prompt with prefix dropout, a classifier on the
+  // pooled output; the second example right-padded, so that the unpadded runs pack
+  using TinyCfg = dp::BertConfig<2, 32, 4, 64, 99, 12, 2>;
+  const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 5}, {2, 5, 7, 9, 3, 2, 8, 3, 0, 0});
+  const auto mask = dp::Tensor<std::int64_t, 2>::from({2, 5}, {1, 1, 1, 1, 1, 1, 1, 1, 0, 0});
+  const auto labels = dp::Tensor<std::int64_t, 1>::from({2}, {0, 2});
+  for (int mode = 0; mode < 3; ++mode) {
+    CAPTURE(mode);  // 0: padded, 1: unpadded, 2: unpadded, the last layer on the first tokens only
+    dp::PromptedBert model{dp::Bert<TinyCfg>::from_pretrained(std::filesystem::path(DEEPPROMPT_TEST_DATA) / "bert"),
+                           dp::DeepPrompt<2, 4, 32>({.prefix_dropout = 0.1})};
+    dp::Generator g(1);
+    dp::Linear<float> head(3, 32, true, g);
+    auto params = dp::trainable_parameters<float>(model);
+    params.push_back(head.weight), params.push_back(*head.bias);
+    dp::AdamW<float> opt(params, {.lr = 1e-2});
+    float last = 0;
+    check_warm_steps_allocate_nothing(
+        [&] {
+          dp::BertRun run{.training = true};
+          run.unpadded = mode > 0, run.first_token_only = mode == 2;
+          auto out = model.forward(ids, mask, {}, run);
+          auto loss = dp::cross_entropy(head(out.pooler_output), labels);
+          last = loss.value().item();
+          loss.backward();
+          opt.step();
+          opt.zero_grad();
+        },
+        last);
+  }
 }
 
 }  // namespace test_training_step

@@ -123,6 +123,7 @@ class Bert {
   /// prefix: NoPrefix, a callable `(index_t layer) -> KVPrefix<T>` (an empty KVPrefix: none for
   /// that layer), or a range of `layers` KVPrefix<T> (std::vector, std::span...).
   /// Returns last_hidden_state (B, T, C) and pooler_output (B, C) (empty without a pooler).
+  /// One call at a time per model: the dropout stream and the packing buffers are the model's.
   template <class Prefix = NoPrefix>
   BertOutput<T> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
                         const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
@@ -477,18 +478,20 @@ class Bert {
       x = embeddings.combine(words(), types, positions, gen, run.training);
     }
     const auto prefix_of = [&](index_t l) { return l == 0 ? first : prefix_at(prefix, l); };
-    std::optional<std::vector<index_t>> lengths;  // the real rows' lengths when the layers run packed
-    if (run.unpadded && !attention_mask.empty()) lengths = packable_lengths(attention_mask, attention_mask.extent(1) - L);
-    if (!lengths) {
+    // packed: the real rows' lengths and offsets, in buffers reused across calls (no allocation
+    // once warmed up)
+    const bool packed = run.unpadded && !attention_mask.empty() &&
+                        packable_lengths(lengths_, attention_mask, attention_mask.extent(1) - L);
+    if (packed) sequence_offsets_into(offsets_, lengths_);
+    if (!packed) {
       x = encoder.forward(x, mask, prefix_of, gen, run.training);
     } else if (run.first_token_only) {
-      x = reshape<3>(encoder.forward_packed(pack_sequences(x, *lengths), sequence_offsets(*lengths), true, prefix_of,
-                                            gen, run.training),
+      x = reshape<3>(encoder.forward_packed(pack_sequences(x, lengths_), offsets_, true, prefix_of, gen, run.training),
                      Shape<3>{B, 1, cfg.hidden});  // (B, 1, C)
     } else {
-      x = unpack_sequences(encoder.forward_packed(pack_sequences(x, *lengths), sequence_offsets(*lengths), false,
-                                                  prefix_of, gen, run.training),
-                           *lengths, L);  // (B, T, C), zeros at padding
+      x = unpack_sequences(encoder.forward_packed(pack_sequences(x, lengths_), offsets_, false, prefix_of, gen,
+                                                  run.training),
+                           lengths_, L);  // (B, T, C), zeros at padding
     }
     BertOutput<T> out;
     out.last_hidden_state = x;
@@ -496,15 +499,15 @@ class Bert {
     return out;
   }
 
-  /// The real lengths of a (B, P + T) 0/1 mask whose P prefix columns are all ones and whose
-  /// rows are then right-padded, none empty; std::nullopt otherwise (the padded path handles it).
-  static std::optional<std::vector<index_t>> packable_lengths(const Tensor<std::int64_t, 2>& mask, index_t P) {
+  /// Writes into `lengths` the real lengths of a (B, P + T) 0/1 mask whose P prefix columns are
+  /// all ones and whose rows are then right-padded, none empty; false otherwise (the padded path
+  /// handles it).
+  static bool packable_lengths(std::vector<index_t>& lengths, const Tensor<std::int64_t, 2>& mask, index_t P) {
     for (index_t b = 0; b < mask.extent(0); ++b)
       for (index_t j = 0; j < P; ++j)
-        if (mask(b, j) != 1) return std::nullopt;
-    auto lengths = right_padded_lengths(mask, P);
-    if (lengths && std::ranges::find(*lengths, index_t(0)) != lengths->end()) return std::nullopt;  // an empty row
-    return lengths;
+        if (mask(b, j) != 1) return false;
+    return right_padded_lengths_into(lengths, mask, P) &&
+           std::ranges::find(lengths, index_t(0)) == lengths.end();  // no empty row
   }
 
   /// True for the tensors of adapters attached to Linear modules (LoRA's lora_A / lora_B).
@@ -529,6 +532,8 @@ class Bert {
       return prefix(l);
     }
   }
+
+  std::vector<index_t> lengths_, offsets_;  // encode()'s packed-sequence bookkeeping, reused
 };
 
 /// A BERT whose sizes come from config.json at run time.

@@ -253,13 +253,13 @@ struct BertEncoder {
       x = layer[l].forward(x, {}, prefix_of(static_cast<index_t>(l)), gen, training, offsets);
     if (full == layer.size()) return x;
     const index_t B = static_cast<index_t>(offsets.size()) - 1, C = x.extent(2);
-    std::vector<index_t> first_rows(static_cast<std::size_t>(B) + 1);  // {0, 1, ..., B}: one query each
-    std::iota(first_rows.begin(), first_rows.end(), index_t{0});
+    Tensor<index_t, 1> first_rows({B + 1});  // {0, 1, ..., B}: one query each (pool memory: no allocation per step)
+    std::iota(first_rows.data(), first_rows.data() + B + 1, index_t{0});
     auto first_of = Tensor<std::int64_t, 2>({1, B});  // each sequence's first row in x
     for (index_t b = 0; b < B; ++b) first_of(0, b) = offsets[static_cast<std::size_t>(b)];
     const Var<T, 3> xq = embedding(reshape<2>(x, Shape<2>{x.extent(1), C}), first_of);  // (1, B, C): a row gather
     return layer.back().forward_queries(xq, x, prefix_of(static_cast<index_t>(full)), gen, training, offsets,
-                                        first_rows);
+                                        std::span<const index_t>(first_rows.data(), static_cast<std::size_t>(B) + 1));
   }
 
   template <class V>

@@ -151,14 +151,22 @@ Var<T, R> slice(const Var<T, R>& x, int axis, index_t begin, index_t end) {
   return out;
 }
 
-/// rows (P, W) repeated for B examples: (B, P, W) (differentiable; the gradient is summed).
+/// rows (P, W) repeated for B examples: (B, P, W) (differentiable; the gradient is summed over
+/// the examples, in order).
 template <class T>
 Var<T, 3> repeat_rows(const Var<T, 2>& rows, index_t batch) {
   if (batch < 1) throw ShapeError(detail::cat("repeat_rows: batch size ", batch, " < 1"));
-  const Var<T, 3> one = reshape<3>(rows, Shape<3>{1, rows.extent(0), rows.extent(1)});
-  if (batch == 1) return one;
-  const std::vector<Var<T, 3>> copies(static_cast<std::size_t>(batch), one);
-  return concat(std::span<const Var<T, 3>>(copies), 0);
+  const index_t P = rows.extent(0), W = rows.extent(1), n = P * W;
+  if (batch == 1) return reshape<3>(rows, Shape<3>{1, P, W});
+  Tensor<T, 3> y({batch, P, W});
+  for (index_t b = 0; b < batch; ++b)
+    if (n > 0) std::memcpy(y.data() + b * n, rows.value().data(), static_cast<std::size_t>(n) * sizeof(T));
+  auto out = Var<T, 3>::result(y, rows.requires_grad());
+  if (out.requires_grad())
+    tape().record(out.node(), [xn = rows.node(), batch, n](const Tensor<T, 3>& dy) {
+      cpu::sum_rows_accumulate<T>(dy.data(), xn->accumulator().data(), batch, n);  // dy seen as (B, P * W)
+    });
+  return out;
 }
 
 }  // namespace deepprompt

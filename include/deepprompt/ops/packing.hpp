@@ -19,27 +19,41 @@
 namespace deepprompt {
 
 /// The lengths of the rows of a 0/1 mask (B, T) whose rows are ones followed by zeros
-/// (right padding), counting from column `skip` (e.g. a prefix's columns); std::nullopt when a
-/// row is not of that form (a zero before a one, or a value other than 0 and 1).
+/// (right padding), counting from column `skip` (e.g. a prefix's columns), written into
+/// `lengths` (resized to B; a vector reused across steps keeps its capacity); false when a row is
+/// not of that form (a zero before a one, or a value other than 0 and 1).
 template <class M>
-std::optional<std::vector<index_t>> right_padded_lengths(const Tensor<M, 2>& mask, index_t skip = 0) {
+bool right_padded_lengths_into(std::vector<index_t>& lengths, const Tensor<M, 2>& mask, index_t skip = 0) {
   const index_t B = mask.extent(0), L = mask.extent(1);
-  std::vector<index_t> lengths(static_cast<std::size_t>(B));
+  lengths.resize(static_cast<std::size_t>(B));
   for (index_t b = 0; b < B; ++b) {
     const M* row = mask.data() + b * L;
     index_t n = skip;
     while (n < L && row[n] == M(1)) ++n;
     for (index_t t = n; t < L; ++t)
-      if (row[t] != M(0)) return std::nullopt;
+      if (row[t] != M(0)) return false;
     lengths[static_cast<std::size_t>(b)] = n - skip;
   }
+  return true;
+}
+/// right_padded_lengths_into a new vector; std::nullopt when a row is not right-padded.
+template <class M>
+std::optional<std::vector<index_t>> right_padded_lengths(const Tensor<M, 2>& mask, index_t skip = 0) {
+  std::vector<index_t> lengths;
+  if (!right_padded_lengths_into(lengths, mask, skip)) return std::nullopt;
   return lengths;
 }
 
-/// {0, n_0, n_0 + n_1, ..., N}: where each packed sequence starts, and the total at the end.
+/// {0, n_0, n_0 + n_1, ..., N}: where each packed sequence starts, and the total at the end,
+/// written into `offsets` (resized to lengths.size() + 1).
+inline void sequence_offsets_into(std::vector<index_t>& offsets, std::span<const index_t> lengths) {
+  offsets.assign(lengths.size() + 1, 0);
+  for (std::size_t b = 0; b < lengths.size(); ++b) offsets[b + 1] = offsets[b] + lengths[b];
+}
+/// sequence_offsets_into a new vector.
 inline std::vector<index_t> sequence_offsets(std::span<const index_t> lengths) {
-  std::vector<index_t> off(lengths.size() + 1, 0);
-  for (std::size_t b = 0; b < lengths.size(); ++b) off[b + 1] = off[b] + lengths[b];
+  std::vector<index_t> off;
+  sequence_offsets_into(off, lengths);
   return off;
 }
 

@@ -196,16 +196,20 @@ class DeepPromptImpl {
   }
 
   /// Every layer's key/value prefix for one forward pass: shared (H, P, D), or per example
-  /// (B, H, P, D) when training with prefix dropout.
-  std::vector<KVPrefix<T>> prefixes(const PromptRun& run = {}) {
+  /// (B, H, P, D) when training with prefix dropout. The list is this prompt's own and is
+  /// rewritten by the next call (reusing its memory: a warmed-up step allocates nothing here);
+  /// copy it to keep it across calls.
+  const std::vector<KVPrefix<T>>& prefixes(const PromptRun& run = {}) {
     require_heads("prefixes");
     const Var<T, 2> r = rows();
     if (run.training && opt_.prefix_dropout > 0.0) {
       Generator& gen = run.generator ? *run.generator : generator;
-      return kv_prefixes(dropout(repeat_rows(r, run.batch), static_cast<T>(opt_.prefix_dropout), gen, true), layers_,
-                         opt_.heads);
+      kv_prefixes_into(prefixes_, dropout(repeat_rows(r, run.batch), static_cast<T>(opt_.prefix_dropout), gen, true),
+                       layers_, opt_.heads);
+    } else {
+      kv_prefixes_into(prefixes_, r, layers_, opt_.heads);
     }
-    return kv_prefixes(r, layers_, opt_.heads);
+    return prefixes_;
   }
 
   /// Evaluates the reparameterisation once into plain prompt_embeddings (trainable, as the
@@ -322,6 +326,7 @@ class DeepPromptImpl {
   index_t layers_ = 0, tokens_ = 0, hidden_ = 0;
   DeepPromptOptions opt_;
   index_t folded_from_ = 0;
+  std::vector<KVPrefix<T>> prefixes_;  // prefixes()'s result, reused
 };
 
 }  // namespace detail
