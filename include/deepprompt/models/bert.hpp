@@ -251,7 +251,7 @@ class Bert {
       throw IoError(detail::cat("Bert::from_pretrained: '", dir.string(), "' has no model.safetensors", hint));
     }
     const HfBertConfig hf = read_bert_config(config_file);
-    Cfg c = config_from(hf, config_file.string());
+    Cfg c = bert_config_from<Cfg>(hf, config_file.string());
 
     // Which optional parts: decided from the file's names when automatic.
     const SafeTensorsFile file = SafeTensorsFile::open(weights);
@@ -311,7 +311,7 @@ class Bert {
     } catch (const Error& e) {
       const std::string_view msg = e.what();
       const auto at = msg.find("the model:");
-      throw Error(detail::cat("Bert: '", file.path().string(), "' does not fit the model", shape_note(), ":",
+      throw Error(detail::cat("Bert: '", file.path().string(), "' does not fit the model", bert_shape_note<Cfg>(), ":",
                               at == std::string_view::npos ? msg : msg.substr(at + 10)));
     }
     for_each_parameter(*this, [&](const std::string& name, auto& p) {
@@ -356,55 +356,7 @@ class Bert {
   }
 
   /// config.json as transformers.BertConfig writes it.
-  nlohmann::json config_json() const {
-    nlohmann::json j;
-    j["architectures"] = nlohmann::json::array({cls ? "BertForMaskedLM" : "BertModel"});
-    j["attention_probs_dropout_prob"] = cfg.attention_probs_dropout_prob;
-    j["hidden_act"] = std::string(activation_name(cfg.hidden_act));
-    j["hidden_dropout_prob"] = cfg.hidden_dropout_prob;
-    j["hidden_size"] = cfg.hidden;
-    j["initializer_range"] = cfg.initializer_range;
-    j["intermediate_size"] = cfg.intermediate;
-    j["layer_norm_eps"] = cfg.layer_norm_eps;
-    j["max_position_embeddings"] = cfg.max_positions;
-    j["model_type"] = "bert";
-    j["num_attention_heads"] = cfg.heads;
-    j["num_hidden_layers"] = cfg.layers;
-    j["pad_token_id"] = cfg.pad_token_id;
-    j["position_embedding_type"] = "absolute";
-    j["torch_dtype"] = std::is_same_v<T, double> ? "float64" : "float32";
-    j["type_vocab_size"] = cfg.type_vocab;
-    j["vocab_size"] = cfg.vocab;
-    return j;
-  }
-
-  /// The configuration of a parsed config.json: for a static Cfg, checks the sizes and takes
-  /// the settings; for the dynamic one, takes everything.
-  static Cfg config_from(const HfBertConfig& hf, std::string_view source) {
-    if constexpr (Cfg::is_static) {
-      std::string diff;
-      auto cmp = [&](const char* field, index_t file, index_t ours, const char* arg) {
-        if (file != ours)
-          diff += detail::cat(diff.empty() ? "" : ", ", field, " is ", file, " there but ", ours, " (", arg, ")");
-      };
-      cmp("num_hidden_layers", hf.num_hidden_layers, Cfg::layers, "Layers");
-      cmp("hidden_size", hf.hidden_size, Cfg::hidden, "Hidden");
-      cmp("num_attention_heads", hf.num_attention_heads, Cfg::heads, "Heads");
-      cmp("intermediate_size", hf.intermediate_size, Cfg::intermediate, "Intermediate");
-      cmp("vocab_size", hf.vocab_size, Cfg::vocab, "Vocab");
-      cmp("max_position_embeddings", hf.max_position_embeddings, Cfg::max_positions, "MaxPositions");
-      cmp("type_vocab_size", hf.type_vocab_size, Cfg::type_vocab, "TypeVocab");
-      if (!diff.empty())
-        throw FormatError(detail::cat("config '", source, "' does not match the compile-time configuration",
-                                      shape_note(), ": ", diff,
-                                      "; use BertDynamicConfig for sizes known only at run time"));
-      Cfg c;
-      c.set_from(hf, source);
-      return c;
-    } else {
-      return BertDynamicConfig::from(hf, source);
-    }
-  }
+  nlohmann::json config_json() const { return bert_config_json<T>(cfg, cls.has_value()); }
 
  private:
   static bool uses_bert_prefix(const SafeTensorsFile& file) {
@@ -415,14 +367,6 @@ class Bert {
     return false;
   }
 
-  /// " BertConfig<2, 128, 2, 512, 30522, 512, 2>" (static) or "" (dynamic).
-  static std::string shape_note() {
-    if constexpr (Cfg::is_static)
-      return detail::cat(" BertConfig<", Cfg::layers, ", ", Cfg::hidden, ", ", Cfg::heads, ", ",
-                         Cfg::intermediate, ", ", Cfg::vocab, ", ", Cfg::max_positions, ", ", Cfg::type_vocab, ">");
-    else
-      return "";
-  }
 
   /// The shared part of the forward passes: sizes (B, T) of the token sequence, the word vectors
   /// from words() (B, T, C), then the masks, positions, embeddings, layers and pooler.

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "../autodiff/var.hpp"
@@ -149,6 +151,71 @@ BertDynamicConfig to_dynamic(const C& c) {
   d.layers = c.layers, d.hidden = c.hidden, d.heads = c.heads, d.intermediate = c.intermediate, d.vocab = c.vocab,
   d.max_positions = c.max_positions, d.type_vocab = c.type_vocab;
   return d;
+}
+
+/// " BertConfig<2, 128, 2, 512, 30522, 512, 2>" for a static configuration, "" for the dynamic
+/// one (for error messages).
+template <BertConfigLike Cfg>
+std::string bert_shape_note() {
+  if constexpr (Cfg::is_static)
+    return detail::cat(" BertConfig<", Cfg::layers, ", ", Cfg::hidden, ", ", Cfg::heads, ", ", Cfg::intermediate, ", ",
+                       Cfg::vocab, ", ", Cfg::max_positions, ", ", Cfg::type_vocab, ">");
+  else
+    return "";
+}
+
+/// The configuration of a parsed config.json: for a static Cfg, checks the sizes (FormatError
+/// naming each difference) and takes the settings; for the dynamic one, takes everything.
+template <BertConfigLike Cfg>
+Cfg bert_config_from(const HfBertConfig& hf, std::string_view source) {
+  if constexpr (Cfg::is_static) {
+    std::string diff;
+    auto cmp = [&](const char* field, index_t file, index_t ours, const char* arg) {
+      if (file != ours)
+        diff += detail::cat(diff.empty() ? "" : ", ", field, " is ", file, " there but ", ours, " (", arg, ")");
+    };
+    cmp("num_hidden_layers", hf.num_hidden_layers, Cfg::layers, "Layers");
+    cmp("hidden_size", hf.hidden_size, Cfg::hidden, "Hidden");
+    cmp("num_attention_heads", hf.num_attention_heads, Cfg::heads, "Heads");
+    cmp("intermediate_size", hf.intermediate_size, Cfg::intermediate, "Intermediate");
+    cmp("vocab_size", hf.vocab_size, Cfg::vocab, "Vocab");
+    cmp("max_position_embeddings", hf.max_position_embeddings, Cfg::max_positions, "MaxPositions");
+    cmp("type_vocab_size", hf.type_vocab_size, Cfg::type_vocab, "TypeVocab");
+    if (!diff.empty())
+      throw FormatError(detail::cat("config '", source, "' does not match the compile-time configuration",
+                                    bert_shape_note<Cfg>(), ": ", diff,
+                                    "; use BertDynamicConfig for sizes known only at run time"));
+    Cfg c;
+    c.set_from(hf, source);
+    return c;
+  } else {
+    return BertDynamicConfig::from(hf, source);
+  }
+}
+
+/// config.json as transformers.BertConfig writes it, for a model of element type T (torch_dtype)
+/// with (masked_lm: BertForMaskedLM) or without (BertModel) the masked-LM head.
+template <class T, BertConfigLike Cfg>
+nlohmann::json bert_config_json(const Cfg& cfg, bool masked_lm) {
+  nlohmann::json j;
+  j["architectures"] = nlohmann::json::array({masked_lm ? "BertForMaskedLM" : "BertModel"});
+  j["attention_probs_dropout_prob"] = cfg.attention_probs_dropout_prob;
+  j["hidden_act"] = std::string(activation_name(cfg.hidden_act));
+  j["hidden_dropout_prob"] = cfg.hidden_dropout_prob;
+  j["hidden_size"] = cfg.hidden;
+  j["initializer_range"] = cfg.initializer_range;
+  j["intermediate_size"] = cfg.intermediate;
+  j["layer_norm_eps"] = cfg.layer_norm_eps;
+  j["max_position_embeddings"] = cfg.max_positions;
+  j["model_type"] = "bert";
+  j["num_attention_heads"] = cfg.heads;
+  j["num_hidden_layers"] = cfg.layers;
+  j["pad_token_id"] = cfg.pad_token_id;
+  j["position_embedding_type"] = "absolute";
+  j["torch_dtype"] = std::is_same_v<T, double> ? "float64" : "float32";
+  j["type_vocab_size"] = cfg.type_vocab;
+  j["vocab_size"] = cfg.vocab;
+  return j;
 }
 
 // --- options and outputs of the model (models/bert.hpp) ---------------------------------------

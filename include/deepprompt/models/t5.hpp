@@ -158,30 +158,7 @@ class T5 {
   }
 
   /// The Hugging Face config.json of this model.
-  nlohmann::json config_json() const {
-    const T5Dims& d = dims_;
-    return {{"architectures", {"T5ForConditionalGeneration"}},
-            {"model_type", "t5"},
-            {"vocab_size", d.vocab_size},
-            {"d_model", d.d_model},
-            {"d_kv", d.d_kv},
-            {"d_ff", d.d_ff},
-            {"num_layers", d.num_layers},
-            {"num_decoder_layers", d.num_decoder_layers},
-            {"num_heads", d.num_heads},
-            {"relative_attention_num_buckets", d.buckets},
-            {"relative_attention_max_distance", d.max_distance},
-            {"dropout_rate", d.dropout},
-            {"layer_norm_epsilon", d.eps},
-            {"initializer_factor", 1.0},
-            {"feed_forward_proj", d.feed_forward_proj()},
-            {"tie_word_embeddings", d.tied},
-            {"is_encoder_decoder", true},
-            {"use_cache", true},
-            {"pad_token_id", d.pad_token_id},
-            {"eos_token_id", d.eos_token_id},
-            {"decoder_start_token_id", d.decoder_start_token_id}};
-  }
+  nlohmann::json config_json() const { return t5_config_json(dims_); }
 
   const T5Dims& dims() const { return dims_; }
 
@@ -364,34 +341,7 @@ class T5 {
 
   /// Hugging Face's _init_weights with initializer_factor `factor`, drawn from `seed`.
   void init_weights(std::uint64_t seed, double factor = 1.0) {
-    Generator g(seed);
-    const double d = static_cast<double>(dims_.d_model), kv = static_cast<double>(dims_.d_kv),
-                 H = static_cast<double>(dims_.num_heads), ff = static_cast<double>(dims_.d_ff);
-    auto normal = [&](t5::Matrix<T>& m, double std) { init::normal(m.weight.value(), 0.0, factor * std, g); };
-    auto stack = [&](t5::Stack<T>& s) {
-      for (auto& b : s.block) {
-        std::vector<t5::Attention<T>*> atts{&b.self.attention};
-        if (b.cross) atts.push_back(&b.cross->attention);
-        for (auto* a : atts) {
-          normal(a->q, std::pow(d * kv, -0.5));
-          normal(a->k, std::pow(d, -0.5));
-          normal(a->v, std::pow(d, -0.5));
-          normal(a->o, std::pow(H * kv, -0.5));
-          if (a->relative_attention_bias) normal(*a->relative_attention_bias, std::pow(d, -0.5));
-        }
-        for (auto* w : {&b.ff.dense.wi, &b.ff.dense.wi_0, &b.ff.dense.wi_1})
-          if (*w) normal(**w, std::pow(d, -0.5));
-        normal(b.ff.dense.wo, std::pow(ff, -0.5));
-        b.self.layer_norm.weight.value().fill(T(1));
-        if (b.cross) b.cross->layer_norm.weight.value().fill(T(1));
-        b.ff.layer_norm.weight.value().fill(T(1));
-      }
-      s.final_layer_norm.weight.value().fill(T(1));
-    };
-    normal(shared_, 1.0);
-    stack(encoder_);
-    stack(decoder_);
-    if (lm_head_) normal(*lm_head_, 1.0);
+    t5::init_weights(shared_, encoder_, decoder_, lm_head_, dims_, seed, factor);
   }
 
  private:

@@ -190,4 +190,29 @@ inline void check_t5_dims_match(const T5Dims& want, const T5Dims& loaded, std::s
 }
 }  // namespace detail
 
+/// The Hugging Face config.json of a model of these sizes (T5ForConditionalGeneration).
+inline nlohmann::json t5_config_json(const T5Dims& d) {
+  return {{"architectures", {"T5ForConditionalGeneration"}},
+          {"model_type", "t5"},
+          {"vocab_size", d.vocab_size},
+          {"d_model", d.d_model},
+          {"d_kv", d.d_kv},
+          {"d_ff", d.d_ff},
+          {"num_layers", d.num_layers},
+          {"num_decoder_layers", d.num_decoder_layers},
+          {"num_heads", d.num_heads},
+          {"relative_attention_num_buckets", d.buckets},
+          {"relative_attention_max_distance", d.max_distance},
+          {"dropout_rate", d.dropout},
+          {"layer_norm_epsilon", d.eps},
+          {"initializer_factor", 1.0},
+          {"feed_forward_proj", d.feed_forward_proj()},
+          {"tie_word_embeddings", d.tied},
+          {"is_encoder_decoder", true},
+          {"use_cache", true},
+          {"pad_token_id", d.pad_token_id},
+          {"eos_token_id", d.eos_token_id},
+          {"decoder_start_token_id", d.decoder_start_token_id}};
+}
+
 }  // namespace deepprompt

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "../autodiff/parameter.hpp"
+#include "../core/init.hpp"
+#include "../core/rng.hpp"
 #include "../nn/attention.hpp"  // KVPrefix
 #include "../nn/module.hpp"
 #include "t5_config.hpp"
@@ -203,6 +205,41 @@ struct Stack {  // T5Stack (its embed_tokens is the model's `shared`)
     v("final_layer_norm", final_layer_norm);
   }
 };
+
+/// Hugging Face's T5PreTrainedModel._init_weights with initializer_factor `factor`, drawn from
+/// `seed`, on a model's parts (T5::init_weights).
+template <class T>
+void init_weights(Matrix<T>& shared, Stack<T>& encoder, Stack<T>& decoder, std::optional<Matrix<T>>& lm_head,
+                  const T5Dims& dims, std::uint64_t seed, double factor) {
+  Generator g(seed);
+  const double d = static_cast<double>(dims.d_model), kv = static_cast<double>(dims.d_kv),
+               H = static_cast<double>(dims.num_heads), ff = static_cast<double>(dims.d_ff);
+  auto normal = [&](Matrix<T>& m, double std) { init::normal(m.weight.value(), 0.0, factor * std, g); };
+  auto stack = [&](Stack<T>& s) {
+    for (auto& b : s.block) {
+      std::vector<Attention<T>*> atts{&b.self.attention};
+      if (b.cross) atts.push_back(&b.cross->attention);
+      for (auto* a : atts) {
+        normal(a->q, std::pow(d * kv, -0.5));
+        normal(a->k, std::pow(d, -0.5));
+        normal(a->v, std::pow(d, -0.5));
+        normal(a->o, std::pow(H * kv, -0.5));
+        if (a->relative_attention_bias) normal(*a->relative_attention_bias, std::pow(d, -0.5));
+      }
+      for (auto* w : {&b.ff.dense.wi, &b.ff.dense.wi_0, &b.ff.dense.wi_1})
+        if (*w) normal(**w, std::pow(d, -0.5));
+      normal(b.ff.dense.wo, std::pow(ff, -0.5));
+      b.self.layer_norm.weight.value().fill(T(1));
+      if (b.cross) b.cross->layer_norm.weight.value().fill(T(1));
+      b.ff.layer_norm.weight.value().fill(T(1));
+    }
+    s.final_layer_norm.weight.value().fill(T(1));
+  };
+  normal(shared, 1.0);
+  stack(encoder);
+  stack(decoder);
+  if (lm_head) normal(*lm_head, 1.0);
+}
 
 }  // namespace t5
 
