@@ -28,7 +28,7 @@ Var<T, R, D> activation_op(const Var<T, R, D>& x, Fwd fwd, Bwd bwd) {  // x, y: 
   if (out.requires_grad())
     tape().record(out.node(), [saved = saves == ActivationSaves::input ? x.value() : y, xn = x.node(),
                                bwd](const Tensor<T, R, D>& dy) {
-      bwd(D{}, static_cast<const T*>(saved.data()), static_cast<const T*>(dy.data()), xn->accumulator().data(),
+      bwd(D{}, saved.data(), dy.data(), xn->accumulator().data(),
           dy.size());
     });
   return out;

@@ -92,10 +92,10 @@ Var<T, R, D> arith_device(const Var<T, R, D>& a, const Var<T, S, D>& b, index_t 
     if (an) {
       T* da = an->accumulator().data();
       if constexpr (Op == Arith::Mul) {  // da += g b
-        mul(D{}, g, static_cast<const T*>(bv.data()), t.data(), n);
+        mul(D{}, g, bv.data(), t.data(), n);
         g = t.data();
       } else if constexpr (Op == Arith::Div) {  // da += g / b
-        div(D{}, g, static_cast<const T*>(bv.data()), t.data(), n);
+        div(D{}, g, bv.data(), t.data(), n);
         g = t.data();
       }
       axpy(D{}, T(1), g, da, n);
@@ -109,13 +109,13 @@ Var<T, R, D> arith_device(const Var<T, R, D>& a, const Var<T, S, D>& b, index_t 
       } else if constexpr (Op == Arith::Sub) {
         axpy(D{}, T(-1), g, db, n);
       } else if constexpr (Op == Arith::Mul) {  // db += g a
-        mul(D{}, g, static_cast<const T*>(av.data()), t.data(), n);
-        axpy(D{}, T(1), static_cast<const T*>(t.data()), db, n);
+        mul(D{}, g, av.data(), t.data(), n);
+        axpy(D{}, T(1), t.data(), db, n);
       } else {  // db += -(g a / b) / b
-        mul(D{}, g, static_cast<const T*>(av.data()), t.data(), n);
-        div(D{}, static_cast<const T*>(t.data()), static_cast<const T*>(bv.data()), t.data(), n);
-        div(D{}, static_cast<const T*>(t.data()), static_cast<const T*>(bv.data()), t.data(), n);
-        axpy(D{}, T(-1), static_cast<const T*>(t.data()), db, n);
+        mul(D{}, g, av.data(), t.data(), n);
+        div(D{}, t.data(), bv.data(), t.data(), n);
+        div(D{}, t.data(), bv.data(), t.data(), n);
+        axpy(D{}, T(-1), t.data(), db, n);
       }
     }
   });
@@ -214,11 +214,11 @@ Var<T, R, D> div(const Var<T, R, D>& a, const Var<T, S, D>& b) {
 template <class T, std::size_t R, class D>
 Var<T, R, D> scale(const Var<T, R, D>& x, std::type_identity_t<T> s) {
   Tensor<T, R, D> y(x.shape());
-  scale(D{}, static_cast<const T*>(x.value().data()), s, y.data(), y.size());
+  scale(D{}, x.value().data(), s, y.data(), y.size());
   auto out = Var<T, R, D>::result(y, x.requires_grad());
   if (out.requires_grad())
     tape().record(out.node(), [s, xn = x.node()](const Tensor<T, R, D>& dy) {
-      axpy(D{}, s, static_cast<const T*>(dy.data()), xn->accumulator().data(), dy.size());
+      axpy(D{}, s, dy.data(), xn->accumulator().data(), dy.size());
     });
   return out;
 }
@@ -227,12 +227,12 @@ Var<T, R, D> scale(const Var<T, R, D>& x, std::type_identity_t<T> s) {
 template <class T, std::size_t R, class D>
 Var<T, R, D> add_scalar(const Var<T, R, D>& x, std::type_identity_t<T> s) {
   Tensor<T, R, D> y(x.shape());
-  add_scalar(D{}, static_cast<const T*>(x.value().data()), s, y.data(), y.size());
+  add_scalar(D{}, x.value().data(), s, y.data(), y.size());
   auto out = Var<T, R, D>::result(y, x.requires_grad());
   if (out.requires_grad())
     tape().record(out.node(), [xn = x.node()](const Tensor<T, R, D>& dy) {
       T* dx = xn->accumulator().data();
-      add(D{}, static_cast<const T*>(dx), static_cast<const T*>(dy.data()), dx, dy.size());
+      add(D{}, dx, dy.data(), dx, dy.size());
     });
   return out;
 }

@@ -182,7 +182,7 @@ Var<T, R, Dev> run_attention(cpu::AttentionArgs<T> a, const Var<T, R, Dev>& q, c
         Tensor<T, 1> ws({cpu::attention_workspace_size(a, true)});
         cpu::attention_backward(a, dy.data(), stats.data(), g, ws.data());
       } else {
-        attention_backward(Dev{}, a, static_cast<const T*>(dy.data()), static_cast<const T*>(stats.data()), g);
+        attention_backward(Dev{}, a, dy.data(), stats.data(), g);
       }
     });
   }

@@ -43,19 +43,19 @@ Var<T, 0, D> cross_entropy_device(const Var<T, R, D>& logits,                 //
                                   const Tensor<std::int64_t, R - 1>& targets,  // (rows), on the host
                                   index_t rows, index_t classes, std::int64_t ignore_index, T eps) {
   Tensor<std::int64_t, 1, D> tg({rows});
-  upload(D{}, static_cast<const std::int64_t*>(targets.data()), tg.data(), rows);
+  upload(D{}, targets.data(), tg.data(), rows);
   Tensor<T, 2, D> logp({rows, classes});
-  log_softmax_rows(D{}, static_cast<const T*>(logits.value().data()), logp.data(), rows, classes);
+  log_softmax_rows(D{}, logits.value().data(), logp.data(), rows, classes);
   Tensor<T, 1, D> result({2});  // the loss, then the number of kept rows (read by the backward)
-  cross_entropy_forward(D{}, static_cast<const T*>(logp.data()), static_cast<const std::int64_t*>(tg.data()), rows,
+  cross_entropy_forward(D{}, logp.data(), tg.data(), rows,
                         classes, ignore_index, eps, result.data());
   auto out = Var<T, 0, D>::result(result.slice(0, 1).template reshape<0>({}), logits.requires_grad());
   if (out.requires_grad())
     tape().record(out.node(), [logp, tg, result, xn = logits.node(), rows, classes, ignore_index,
                                eps](const Tensor<T, 0, D>& dy) {
-      cross_entropy_backward(D{}, static_cast<const T*>(logp.data()), static_cast<const std::int64_t*>(tg.data()), rows,
-                             classes, ignore_index, eps, static_cast<const T*>(dy.data()),
-                             static_cast<const T*>(result.data()), xn->accumulator().data());
+      cross_entropy_backward(D{}, logp.data(), tg.data(), rows,
+                             classes, ignore_index, eps, dy.data(),
+                             result.data(), xn->accumulator().data());
     });
   return out;
 }
@@ -135,7 +135,7 @@ Var<T, 0, D> cross_entropy(const Var<T, R, D>& logits,                 // (N, C)
           T* dxr = dx + i * classes;
           // dx += s (softmax - eps / C), then the target's extra -s (1 - eps)
           simd::apply(classes, dxr, [vs, vsmooth](B lp, B acc) { return xsimd::fma(vs, xsimd::exp(lp) - vsmooth, acc); },
-                      logp.data() + i * classes, static_cast<const T*>(dxr));
+                      logp.data() + i * classes, dxr);
           dxr[tg[i]] -= s * (T(1) - eps);
         });
       });

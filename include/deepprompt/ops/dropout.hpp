@@ -47,12 +47,12 @@ Var<T, R, D> dropout(const Var<T, R, D>& x, std::type_identity_t<T> p, Generator
   const bool record = x.requires_grad() && tape().grad_enabled();
   Tensor<std::uint64_t, 1, D> mask;  // ((n + 63) / 64), saved for backward
   if (record) mask = Tensor<std::uint64_t, 1, D>({(n + 63) / 64});
-  dropout_forward(D{}, static_cast<const T*>(x.value().data()), y.data(), mask.data(), n, gen.seed(), first,
+  dropout_forward(D{}, x.value().data(), y.data(), mask.data(), n, gen.seed(), first,
                   threshold, scale);
   auto out = Var<T, R, D>::result(y, record);
   if (out.requires_grad())
     tape().record(out.node(), [mask, xn = x.node(), n, scale](const Tensor<T, R, D>& dy) {
-      dropout_backward(D{}, static_cast<const std::uint64_t*>(mask.data()), static_cast<const T*>(dy.data()),
+      dropout_backward(D{}, mask.data(), dy.data(),
                        xn->accumulator().data(), n, scale);
     });
   return out;

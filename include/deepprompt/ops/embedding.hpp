@@ -61,12 +61,12 @@ Var<T, R + 1, D> embedding(const Var<T, 2, D>& weight,             // (V, C)
     Tensor<std::int64_t, 1, D> dev_ids({n});
     upload(D{}, id, dev_ids.data(), n);
     Tensor<T, R + 1, D> y(shape);
-    embedding_forward(D{}, static_cast<const T*>(weight.value().data()), static_cast<const std::int64_t*>(dev_ids.data()),
+    embedding_forward(D{}, weight.value().data(), dev_ids.data(),
                       y.data(), n, cols);
     auto out = Var<T, R + 1, D>::result(y, weight.requires_grad());
     if (out.requires_grad())
       tape().record(out.node(), [dev_ids, wn = weight.node(), pad, n, cols](const Tensor<T, R + 1, D>& dy) {
-        embedding_backward(D{}, static_cast<const std::int64_t*>(dev_ids.data()), static_cast<const T*>(dy.data()),
+        embedding_backward(D{}, dev_ids.data(), dy.data(),
                            wn->accumulator().data(), n, cols, pad);
       });
     return out;

@@ -52,7 +52,7 @@ Tensor<T, R, D> linear_values(const Var<T, R, D>& x, index_t rows, index_t out_f
   ys[R - 1] = out_features;
   Tensor<T, R, D> y(ys);  // (rows, Out)
   product(y.data());
-  if (bias) add_rows(D{}, static_cast<const T*>(y.data()), static_cast<const T*>(bias->value().data()), y.data(), rows,
+  if (bias) add_rows(D{}, y.data(), bias->value().data(), y.data(), rows,
                      out_features);
   return y;
 }
@@ -105,7 +105,7 @@ Var<T, R, D> linear_impl(const Var<T, R, D>& x, const Var<T, 2, D>& weight, cons
         gemm(D{}, Trans::Yes, Trans::No, out_features, in, rows, T(1), dy.data(), out_features, xv.data(), in, T(1),
                 wn->accumulator().data(), in);
       if (bn)  // db (Out) += sum over rows of dy
-        sum_rows_accumulate(D{}, static_cast<const T*>(dy.data()), bn->accumulator().data(), rows, out_features);
+        sum_rows_accumulate(D{}, dy.data(), bn->accumulator().data(), rows, out_features);
     });
   }
   return out;

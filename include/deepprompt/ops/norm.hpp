@@ -51,8 +51,8 @@ Var<T, R, D> layer_norm_op(const Var<T, R, D>& x, const Var<T, 1, D>* gamma, con
     mean = Tensor<T, 1, D>({rows});
     rstd = Tensor<T, 1, D>({rows});
   }
-  layer_norm_rows(D{}, static_cast<const T*>(x.value().data()), gamma ? gamma->value().data() : nullptr,
-                  beta ? static_cast<const T*>(beta->value().data()) : nullptr, y.data(), mean.data(), rstd.data(),
+  layer_norm_rows(D{}, x.value().data(), gamma ? gamma->value().data() : nullptr,
+                  beta ? beta->value().data() : nullptr, y.data(), mean.data(), rstd.data(),
                   rows, cols, eps);
   auto out = Var<T, R, D>::result(y, record);
   if (out.requires_grad()) {
@@ -60,13 +60,13 @@ Var<T, R, D> layer_norm_op(const Var<T, R, D>& x, const Var<T, 1, D>* gamma, con
     Tensor<T, 1, D> gv = xn && gamma ? gamma->value() : Tensor<T, 1, D>();
     tape().record(out.node(), [xv, gv, mean, rstd, xn, gn, bn, rows, cols](const Tensor<T, R, D>& dy) {
       if (xn || gn)
-        layer_norm_rows_backward(D{}, static_cast<const T*>(xv.data()), static_cast<const T*>(gv.data()),
-                                 static_cast<const T*>(mean.data()), static_cast<const T*>(rstd.data()),
-                                 static_cast<const T*>(dy.data()), xn ? xn->accumulator().data() : nullptr,
+        layer_norm_rows_backward(D{}, xv.data(), gv.data(),
+                                 mean.data(), rstd.data(),
+                                 dy.data(), xn ? xn->accumulator().data() : nullptr,
                                  gn ? gn->accumulator().data() : nullptr, bn ? bn->accumulator().data() : nullptr,
                                  rows, cols);
       else
-        sum_rows_accumulate(D{}, static_cast<const T*>(dy.data()), bn->accumulator().data(), rows, cols);
+        sum_rows_accumulate(D{}, dy.data(), bn->accumulator().data(), rows, cols);
     });
   }
   return out;
@@ -105,15 +105,15 @@ Var<T, R, D> rms_norm(const Var<T, R, D>& x,                           // x, y: 
   Tensor<T, R, D> y(x.shape());
   Tensor<T, 1, D> rstd;  // (rows), saved for backward
   if (record) rstd = Tensor<T, 1, D>({rows});
-  rms_norm_rows(D{}, static_cast<const T*>(x.value().data()), static_cast<const T*>(gamma.value().data()), y.data(),
+  rms_norm_rows(D{}, x.value().data(), gamma.value().data(), y.data(),
                 rstd.data(), rows, cols, eps);
   auto out = Var<T, R, D>::result(y, record);
   if (out.requires_grad()) {
     Tensor<T, 1, D> gv = xn ? gamma.value() : Tensor<T, 1, D>();
     tape().record(out.node(), [xv = x.value(), gv, rstd, xn, gn, rows, cols](const Tensor<T, R, D>& dy) {
       // gv is empty only when dx is not computed, the one place gamma is used
-      rms_norm_rows_backward(D{}, static_cast<const T*>(xv.data()), static_cast<const T*>(gv.data()),
-                             static_cast<const T*>(rstd.data()), static_cast<const T*>(dy.data()),
+      rms_norm_rows_backward(D{}, xv.data(), gv.data(),
+                             rstd.data(), dy.data(),
                              xn ? xn->accumulator().data() : nullptr, gn ? gn->accumulator().data() : nullptr, rows,
                              cols);
     });

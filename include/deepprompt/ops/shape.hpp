@@ -119,7 +119,7 @@ Var<T, NewRank, D> reshape(const Var<T, R, D>& x, const Shape<NewRank>& shape) {
   if (out.requires_grad())
     tape().record(out.node(), [xn = x.node()](const Tensor<T, NewRank, D>& dy) {
       T* dx = xn->accumulator().data();
-      add(D{}, static_cast<const T*>(dx), static_cast<const T*>(dy.data()), dx, dy.size());
+      add(D{}, dx, dy.data(), dx, dy.size());
     });
   return out;
 }

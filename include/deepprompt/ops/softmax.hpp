@@ -21,11 +21,11 @@ Var<T, R, D> row_softmax_op(const Var<T, R, D>& x, Fwd fwd, Bwd bwd) {  // x, y:
   const index_t cols = x.extent(R - 1);
   const index_t rows = cols == 0 ? 0 : x.size() / cols;
   Tensor<T, R, D> y(x.shape());
-  fwd(D{}, static_cast<const T*>(x.value().data()), y.data(), rows, cols);
+  fwd(D{}, x.value().data(), y.data(), rows, cols);
   auto out = Var<T, R, D>::result(y, x.requires_grad());
   if (out.requires_grad())
     tape().record(out.node(), [y, xn = x.node(), bwd, rows, cols](const Tensor<T, R, D>& dy) {
-      bwd(D{}, static_cast<const T*>(y.data()), static_cast<const T*>(dy.data()), xn->accumulator().data(), rows,
+      bwd(D{}, y.data(), dy.data(), xn->accumulator().data(), rows,
           cols);
     });
   return out;
