@@ -57,24 +57,24 @@ Tensor<T, R, D> linear_values(const Var<T, R, D>& x, index_t rows, index_t out_f
   return y;
 }
 
-// The result of a linear with a frozen weight: y recorded with a backward that gives
+// The result of a linear with a frozen weight (on any device D): y recorded with a backward that gives
 // dx (through dx_product(dy, beta, dx, rows), which computes dx = dy W + beta dx) when x needs a
 // gradient, and db when the bias does; the weight never gets one.
-template <std::size_t R, class DxProduct>
-Var<float, R> frozen_linear_result(const Var<float, R>& x, const Tensor<float, R>& y, index_t rows, index_t out_features,
-                                   const Var<float, 1>* bias, DxProduct&& dx_product) {
+template <std::size_t R, class D, class DxProduct>
+Var<float, R, D> frozen_linear_result(const Var<float, R, D>& x, const Tensor<float, R, D>& y, index_t rows,
+                                      index_t out_features, const Var<float, 1, D>* bias, DxProduct&& dx_product) {
   const bool bias_grad = bias && bias->requires_grad();
-  auto out = Var<float, R>::result(y, x.requires_grad() || bias_grad);
+  auto out = Var<float, R, D>::result(y, x.requires_grad() || bias_grad);
   if (out.requires_grad()) {
     tape().record(out.node(), [rows, out_features, xn = x.node(), bn = bias_grad ? bias->node() : nullptr,
-                               dx_product = std::forward<DxProduct>(dx_product)](const Tensor<float, R>& dy) {
+                               dx_product = std::forward<DxProduct>(dx_product)](const Tensor<float, R, D>& dy) {
       if (xn) {  // the first gradient of x is written, not added
         bool fresh = false;
         float* dx = xn->accumulator(fresh).data();
         dx_product(dy.data(), fresh ? 0.0f : 1.0f, dx, rows);
       }
       if (bn)  // db (Out) += sum over rows of dy
-        cpu::sum_rows_accumulate<float>(dy.data(), bn->accumulator().data(), rows, out_features);
+        sum_rows_accumulate(D{}, dy.data(), bn->accumulator().data(), rows, out_features);
     });
   }
   return out;

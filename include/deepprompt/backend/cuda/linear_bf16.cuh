@@ -48,22 +48,15 @@ Var<float, R, Cuda> linear_bf16(const Var<float, R, Cuda>& x, std::shared_ptr<co
     cuda::gemm_bf16(Trans::No, Trans::Yes, rows, out_features, in, 1.0f, CudaBf16Weight::raw(xb), in, w->data(), in,
                     0.0f, yd, out_features);
   });
-  const bool bias_grad = bias && bias->requires_grad();
-  auto out = Var<float, R, Cuda>::result(y, x.requires_grad() || bias_grad);
-  if (out.requires_grad())
-    tape().record(out.node(), [rows, in, out_features, xn = x.node(), bn = bias_grad ? bias->node() : nullptr,
-                               w = x.requires_grad() ? std::move(w) : nullptr](const Tensor<float, R, Cuda>& dy) {
-      if (xn) {  // dx (rows, In) += dy (rows, Out) W (Out, In), dy rounded to bf16
-        Tensor<bf16, 1, Cuda> db({rows * out_features});
-        cuda::to_bf16(dy.data(), CudaBf16Weight::raw(db), rows * out_features);
-        bool fresh = false;
-        float* dx = xn->accumulator(fresh).data();
-        cuda::gemm_bf16(Trans::No, Trans::No, rows, in, out_features, 1.0f, CudaBf16Weight::raw(db), out_features,
-                        w->data(), in, fresh ? 0.0f : 1.0f, dx, in);
-      }
-      if (bn) cuda::sum_rows_accumulate(dy.data(), bn->accumulator().data(), rows, out_features);
-    });
-  return out;
+  return detail::frozen_linear_result(
+      x, y, rows, out_features, bias,
+      [w = x.requires_grad() ? std::move(w) : nullptr](const float* dy, float beta, float* dx, index_t n) {
+        // dx (rows, In) = dy (rows, Out) W (Out, In) + beta dx, dy rounded to bf16
+        const index_t o = w->out_features(), i = w->in_features();
+        Tensor<bf16, 1, Cuda> dyb({n * o});
+        cuda::to_bf16(dy, CudaBf16Weight::raw(dyb), n * o);
+        cuda::gemm_bf16(Trans::No, Trans::No, n, i, o, 1.0f, CudaBf16Weight::raw(dyb), o, w->data(), i, beta, dx, i);
+      });
 }
 
 }  // namespace deepprompt
