@@ -3,8 +3,12 @@
 // are seeded with the same output gradient, and the outputs and every input's gradient must
 // agree, within 1e-5 (scaled) for element-wise and row-wise ops and 1e-4 for GEMM-based ones
 // and the attention. Then the nn modules on the device (an encoder block with a key/value prefix)
-// and a P-Tuning v2 layer stack built from the ops, checked the same way. Exits 77 (skipped) without a GPU.
+// and a P-Tuning v2 layer stack built from the ops, checked the same way; and the optimisers
+// (AdamW, SGD, clip_grad_norm) on device parameters. Exits 77 (skipped) without a GPU.
+#include <algorithm>
 #include <cstdio>
+#include <limits>
+#include <memory>
 
 #include "device_ops.cuh"
 #include "deepprompt/backend/cuda/linear_bf16.cuh"
@@ -18,6 +22,8 @@
 #include "deepprompt/ops/norm.hpp"
 #include "deepprompt/ops/shape.hpp"
 #include "deepprompt/ops/softmax.hpp"
+#include "deepprompt/train/clip_grad.hpp"
+#include "deepprompt/train/optimizer.hpp"
 #include "ptv2_layer.cuh"
 #include "../unit/encoder_block.hpp"
 
@@ -137,6 +143,53 @@ void device_parameters() {
   expect_close("Parameter<Cuda>: zero_grad", floats(dp::to_host(p.grad())), std::vector<double>(15, 0.0), 0);
 }
 
+// The optimisers with their state on the GPU (backend/cuda/optimizer.cuh) against the host's,
+// fed the same gradients, with clip_grad_norm before each step: 2-norm clipping + AdamW with
+// decay groups, and infinity-norm clipping + Nesterov SGD. Sizes above the kernels' grid and the
+// host's threading threshold. Expected to agree to the bit (explicitly rounded intrinsics);
+// checked within 1e-6.
+template <class D, class Opt>
+std::vector<float> trajectory(double max_norm, double norm_type, std::vector<float>& norms) {
+  dp::Parameter<float, 1, D> w("layer.weight", on<D>(random_tensor(Shape<1>{300007}, 31)));
+  dp::Parameter<float, 1, D> b("layer.bias", on<D>(random_tensor(Shape<1>{1000}, 32)));
+  std::unique_ptr<dp::Optimizer<float, D>> opt;
+  std::vector<dp::ParamRef<float, D>> refs{w, b};
+  if constexpr (std::is_same_v<Opt, dp::SGDOptions>)
+    opt = std::make_unique<dp::SGD<float, D>>(refs, dp::SGDOptions{.lr = 0.05, .momentum = 0.8, .nesterov = true});
+  else
+    opt = std::make_unique<dp::AdamW<float, D>>(dp::split_weight_decay(refs), dp::AdamWOptions{.lr = 1e-2, .weight_decay = 0.1});
+  for (int step = 0; step < 4; ++step) {
+    const auto gw = random_tensor(Shape<1>{300007}, 40 + step, -0.01f, 0.01f);
+    const auto gb = random_tensor(Shape<1>{1000}, 50 + step, -1.0f, 1.0f);
+    for (auto [param, g] : {std::pair{&w, &gw}, std::pair{&b, &gb}}) {
+      if constexpr (std::is_same_v<D, dp::Cpu>)
+        std::copy_n(g->data(), g->size(), param->grad().data());
+      else
+        dp::upload(dp::Cuda{}, g->data(), param->grad().data(), g->size());
+    }
+    norms.push_back(dp::clip_grad_norm(opt->params(), max_norm, norm_type));
+    opt->step();
+  }
+  auto out = floats(on_host(w.value()));
+  const auto bv = floats(on_host(b.value()));
+  out.insert(out.end(), bv.begin(), bv.end());
+  return out;
+}
+
+void optimisers() {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (bool sgd : {false, true}) {
+    std::vector<float> cpu_norms, gpu_norms;
+    const auto cpu = sgd ? trajectory<dp::Cpu, dp::SGDOptions>(0.5, inf, cpu_norms)
+                         : trajectory<dp::Cpu, dp::AdamWOptions>(1.0, 2.0, cpu_norms);
+    const auto gpu = sgd ? trajectory<dp::Cuda, dp::SGDOptions>(0.5, inf, gpu_norms)
+                         : trajectory<dp::Cuda, dp::AdamWOptions>(1.0, 2.0, gpu_norms);
+    const std::string name = sgd ? "SGD (Nesterov), inf-norm clipping" : "AdamW, 2-norm clipping";
+    expect_close(name + ": norms", gpu_norms, std::vector<double>(cpu_norms.begin(), cpu_norms.end()), 1e-6);
+    expect_close(name + ": parameters after 4 steps", gpu, std::vector<double>(cpu.begin(), cpu.end()), 1e-6);
+  }
+}
+
 // The modules on the device: tests/unit/encoder_block.hpp's block (embedding, attention with a
 // P-Tuning v2 prefix, feed-forward, layer norms) built on both devices from the same generator.
 template <class D>
@@ -169,6 +222,7 @@ int main() {
   attention();
   device_parameters();
   modules();
+  optimisers();
   ptv2_layer_check();
   std::printf("%s: %d failed checks\n", g_failed ? "FAIL" : "ok", g_failed);
   return g_failed ? 1 : 0;

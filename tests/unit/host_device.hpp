@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <tuple>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "deepprompt/autodiff/parameter.hpp"
 #include "deepprompt/backend/cpu/attention_kernels.hpp"
 #include "deepprompt/backend/dispatch.hpp"
+#include "deepprompt/backend/optimizer_args.hpp"
 #include "testing.hpp"
 
 namespace dp_test {
@@ -40,6 +42,10 @@ inline deepprompt::MemoryPool& device_pool(HostDevice) {
 template <class T>
 void upload(HostDevice, const T* host, T* device, index_t n) {
   std::memcpy(device, host, sizeof(T) * static_cast<std::size_t>(n));
+}
+template <class T>
+void download(HostDevice, const T* device, T* host, index_t n) {
+  std::memcpy(host, device, sizeof(T) * static_cast<std::size_t>(n));
 }
 // every CPU kernel under this device's tag (backend/cuda/kernels.cuh offers the same names)
 template <class... A>
@@ -233,6 +239,46 @@ void permute_copy(HostDevice, bool accumulate, const std::array<index_t, R>& sha
     if (accumulate) x[off] += y[j];
     else y[j] = x[off];
   }
+}
+
+// the optimisers' contract (backend/optimizer_args.hpp), element by element as the CUDA kernels
+template <class T>
+void adam_update(HostDevice, const deepprompt::AdamUpdate<T>& u) {
+  for (index_t i = 0; i < u.n; ++i) {
+    T p = u.value[i], g = u.grad[i];
+    if (u.l2) g = std::fma(p, u.wd, g);
+    if (u.decoupled) p = p * u.decay;
+    const T m = std::fma(g, u.one_minus_beta1, u.m[i] * u.beta1);
+    T v = std::fma(u.one_minus_beta2 * g, g, u.v[i] * u.beta2);
+    u.m[i] = m, u.v[i] = v;
+    if (u.amsgrad) v = u.vmax[i] = u.vmax[i] >= v ? u.vmax[i] : v;
+    const T denom = std::sqrt(v) / u.bc2_sqrt + u.eps;
+    u.value[i] = p + (u.neg_step_size * m) / denom;
+  }
+}
+template <class T>
+void sgd_update(HostDevice, const deepprompt::SgdUpdate<T>& u) {
+  for (index_t i = 0; i < u.n; ++i) {
+    T d = u.grad[i];
+    if (u.decay) d = std::fma(u.value[i], u.wd, d);
+    if (u.momentum) {
+      const T b = u.first ? d : std::fma(d, u.one_minus_dampening, u.buf[i] * u.momentum_factor);
+      u.buf[i] = b;
+      d = u.nesterov ? std::fma(b, u.momentum_factor, d) : b;
+    }
+    u.value[i] = std::fma(d, u.neg_lr, u.value[i]);
+  }
+}
+template <class T>
+double grad_norm_partial(HostDevice, const T* x, index_t n, double p) {  // sum |x|^p, or max |x| (NaN wins)
+  double acc = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double a = std::abs(static_cast<double>(x[i]));
+    if (!std::isinf(p)) acc += p == 2 ? a * a : p == 1 ? a : std::pow(a, p);
+    else if (a != a || acc != acc) acc = std::numeric_limits<double>::quiet_NaN();
+    else acc = std::max(acc, a);
+  }
+  return acc;
 }
 
 // --- running an op on both devices ------------------------------------------------------------

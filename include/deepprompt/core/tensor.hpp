@@ -259,6 +259,19 @@ Tensor<T, Rank, D> copy_to(const Tensor<T, Rank>& host) {
   }
 }
 
+/// A host copy of a tensor on device D; for D = Cpu the same tensor (no copy). Another device
+/// copies through its backend's download(D, device, host, n) (argument-dependent lookup).
+template <class T, std::size_t Rank, DevicePolicy D>
+Tensor<T, Rank> to_host(const Tensor<T, Rank, D>& t) {
+  if constexpr (std::is_same_v<D, Cpu>) {
+    return t;
+  } else {
+    Tensor<T, Rank> host(t.shape());
+    download(D{}, static_cast<const T*>(t.data()), host.data(), t.size());
+    return host;
+  }
+}
+
 /// Element-wise conversion into a new tensor (float <-> double, float <-> bf16/fp16, ...).
 template <class To, class From, std::size_t Rank>
 Tensor<To, Rank> convert(const Tensor<From, Rank>& src) {

@@ -14,10 +14,15 @@
 //
 // The sums are the same bits at any thread count: large gradients are cut into a fixed number
 // of blocks whose partial sums are added in order.
+//
+// Device: with ParamRef<T, D>, each gradient's partial (sum of |g|^p in double, or max |g|) comes
+// from the backend's grad_norm_partial(D, g, n, p) (one fixed-order reduction per gradient), the
+// factor is computed here, and the gradients are scaled by the backend's scale(D, ...).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../backend/cpu/simd.hpp"
@@ -84,8 +89,8 @@ inline double combine_max(double a, double b) {
 /// `max_norm` and returns the total norm before clipping (0 without trainable parameters).
 /// norm_type: any p > 0, or std::numeric_limits<double>::infinity() for the largest |g|.
 /// A non-finite total norm clips nothing (see the header comment).
-template <class T>
-T clip_grad_norm(std::span<const ParamRef<T>> params, double max_norm, double norm_type = 2.0) {
+template <class T, DevicePolicy D>
+T clip_grad_norm(std::span<const ParamRef<T, D>> params, double max_norm, double norm_type = 2.0) {
   if (!(norm_type > 0))
     throw Error(detail::cat("clip_grad_norm: invalid norm_type ", norm_type, " (needs p > 0 or inf)"));
   const bool inf_norm = std::isinf(norm_type);
@@ -93,7 +98,10 @@ T clip_grad_norm(std::span<const ParamRef<T>> params, double max_norm, double no
   double acc = 0;
   for (const auto& p : params) {
     if (p.grad == nullptr) continue;
-    if (inf_norm) {
+    if constexpr (!std::is_same_v<D, Cpu>) {
+      const double part = grad_norm_partial(D{}, static_cast<const T*>(p.grad), p.size, norm_type);
+      acc = inf_norm ? detail::combine_max(acc, part) : acc + part;
+    } else if (inf_norm) {
       acc = detail::combine_max(acc, detail::blocked_reduce(p.grad, p.size, detail::max_abs_serial<T>,
                                                             detail::combine_max));
     } else {
@@ -107,17 +115,22 @@ T clip_grad_norm(std::span<const ParamRef<T>> params, double max_norm, double no
   if (!std::isfinite(total)) return total;
   const T coef = (T(1) / (total + T(1e-6))) * T(max_norm);
   if (coef < T(1)) {
-    const cpu::simd::batch<T> c(coef);
-    for (const auto& p : params)
-      if (p.grad != nullptr)
+    for (const auto& p : params) {
+      if (p.grad == nullptr) continue;
+      if constexpr (std::is_same_v<D, Cpu>) {
+        const cpu::simd::batch<T> c(coef);
         cpu::simd::map(p.size, p.grad, [c](cpu::simd::batch<T> g) { return g * c; }, p.grad);
+      } else {
+        scale(D{}, static_cast<const T*>(p.grad), coef, p.grad, p.size);
+      }
+    }
   }
   return total;
 }
 
-template <class T>
-T clip_grad_norm(const std::vector<ParamRef<T>>& params, double max_norm, double norm_type = 2.0) {
-  return clip_grad_norm(std::span<const ParamRef<T>>(params), max_norm, norm_type);
+template <class T, DevicePolicy D>
+T clip_grad_norm(const std::vector<ParamRef<T, D>>& params, double max_norm, double norm_type = 2.0) {
+  return clip_grad_norm(std::span<const ParamRef<T, D>>(params), max_norm, norm_type);
 }
 
 }  // namespace deepprompt

@@ -18,6 +18,9 @@
 // - Scalars (lr, bias corrections, 1 - beta, ...) are computed in double as Python does and
 //   rounded to T once; element-wise work is in T with xsimd, fused multiply-adds exactly where
 //   torch's AVX2 kernels fuse them, and OpenMP over elements for large parameters.
+// - Device: Optimizer<T, D> updates parameters in D's memory (ParamRef<T, D>, state there too)
+//   through the backend's adam_update / sgd_update (backend/optimizer_args.hpp: the same steps,
+//   the same roundings).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "../backend/cpu/simd.hpp"
+#include "../backend/optimizer_args.hpp"
 #include "../core/tensor.hpp"
 #include "param_ref.hpp"
 
@@ -74,10 +78,12 @@ inline double rounded_product(double a, double b) noexcept {
 }  // namespace detail
 
 /// Base of the optimisers: the parameter list, the learning rate, step() and zero_grad().
-template <class T>
+/// D: where the parameters, their gradients and the optimiser's state live.
+template <class T, DevicePolicy D = Cpu>
 class Optimizer {
  public:
   using value_type = T;
+  using device_type = D;
 
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -89,7 +95,12 @@ class Optimizer {
   virtual void step() = 0;
   /// Sets every gradient to zero (torch's zero_grad(set_to_none=False)).
   void zero_grad() {
-    for (const auto& s : slots_) std::fill_n(s.grad, s.size, T(0));
+    for (const auto& s : slots_) {
+      if constexpr (std::is_same_v<D, Cpu>)
+        std::fill_n(s.grad, s.size, T(0));
+      else
+        fill(D{}, s.grad, T(0), s.size);
+    }
   }
 
   double lr() const { return lr_; }
@@ -101,7 +112,7 @@ class Optimizer {
   /// Steps taken so far.
   std::int64_t steps() const { return steps_; }
   /// The parameters updated (the trainable ones, in the order given).
-  std::span<const ParamRef<T>> params() const { return params_; }
+  std::span<const ParamRef<T, D>> params() const { return params_; }
   /// The weight decay applied to params()[i].
   double weight_decay(std::size_t i) const { return slots_.at(i).weight_decay; }
   /// Elements of each state buffer (the parameters' sizes, each padded to 64 bytes).
@@ -117,7 +128,7 @@ class Optimizer {
   };
 
   /// requires: no parameter appears twice.
-  Optimizer(std::vector<ParamGroup<T>> groups, double lr, double weight_decay, const char* who) : lr_(lr) {
+  Optimizer(std::vector<ParamGroup<T, D>> groups, double lr, double weight_decay, const char* who) : lr_(lr) {
     if (!(lr >= 0)) throw Error(detail::cat(who, ": invalid learning rate ", lr));
     constexpr index_t align = std::max<index_t>(1, 64 / static_cast<index_t>(sizeof(T)));
     std::vector<const T*> seen;
@@ -137,13 +148,13 @@ class Optimizer {
       throw Error(detail::cat(who, ": some parameters appear more than once in the parameter list"));
   }
 
-  static std::vector<ParamGroup<T>> one_group(std::vector<ParamRef<T>> p) {
-    std::vector<ParamGroup<T>> g(1);
+  static std::vector<ParamGroup<T, D>> one_group(std::vector<ParamRef<T, D>> p) {
+    std::vector<ParamGroup<T, D>> g(1);
     g[0].params = std::move(p);
     return g;
   }
   /// A zeroed state buffer covering every slot.
-  Tensor<T, 1> make_state() const { return Tensor<T, 1>::zeros({state_size_}); }
+  Tensor<T, 1, D> make_state() const { return filled<T, 1, D>({state_size_}, T(0)); }
 
   /// Calls f(i, k) for consecutive batches of k <= lanes elements covering [0, n) (only the
   /// last is partial); threaded over elements when n is large.
@@ -158,7 +169,7 @@ class Optimizer {
   }
 
   std::vector<Slot> slots_;
-  std::vector<ParamRef<T>> params_;
+  std::vector<ParamRef<T, D>> params_;
   index_t state_size_ = 0;
   double lr_;
   std::int64_t steps_ = 0;
@@ -177,25 +188,33 @@ struct SGDOptions {
 
 /// torch.optim.SGD: d = g + wd p; buf = d (first step) or momentum buf + (1 - dampening) d;
 /// d = nesterov ? d + momentum buf : buf; p -= lr d.
-template <class T>
-class SGD final : public Optimizer<T> {
-  using Base = Optimizer<T>;
+template <class T, DevicePolicy D = Cpu>
+class SGD final : public Optimizer<T, D> {
+  using Base = Optimizer<T, D>;
 
  public:
-  SGD(std::vector<ParamGroup<T>> groups, SGDOptions opt = {})
+  SGD(std::vector<ParamGroup<T, D>> groups, SGDOptions opt = {})
       : Base(std::move(groups), opt.lr, opt.weight_decay, "SGD"), opt_(opt) {
     if (!(opt.momentum >= 0)) throw Error(detail::cat("SGD: invalid momentum value ", opt.momentum));
     check(!opt.nesterov || (opt.momentum > 0 && opt.dampening == 0),
           "SGD: Nesterov momentum requires a momentum and zero dampening");
     if (opt.momentum != 0) momentum_ = this->make_state();
   }
-  SGD(std::vector<ParamRef<T>> params, SGDOptions opt = {}) : SGD(Base::one_group(std::move(params)), opt) {}
+  SGD(std::vector<ParamRef<T, D>> params, SGDOptions opt = {}) : SGD(Base::one_group(std::move(params)), opt) {}
 
   void step() override {
     ++this->steps_;
     const bool first = this->steps_ == 1;
     for (const auto& s : this->slots_) {
-      if (opt_.momentum == 0)
+      if constexpr (!std::is_same_v<D, Cpu>) {
+        SgdUpdate<T> u;
+        u.value = s.value, u.grad = s.grad, u.n = s.size;
+        u.buf = opt_.momentum != 0 ? momentum_.data() + s.offset : nullptr;
+        u.wd = T(s.weight_decay), u.momentum_factor = T(opt_.momentum);
+        u.one_minus_dampening = T(1 - opt_.dampening), u.neg_lr = T(-this->lr_);
+        u.decay = s.weight_decay != 0, u.momentum = opt_.momentum != 0, u.nesterov = opt_.nesterov, u.first = first;
+        sgd_update(D{}, u);
+      } else if (opt_.momentum == 0)
         update<false, false>(s, first);
       else if (opt_.nesterov)
         update<true, true>(s, first);
@@ -206,7 +225,7 @@ class SGD final : public Optimizer<T> {
 
   const SGDOptions& options() const { return opt_; }
   /// The momentum buffers (state_size() elements; empty without momentum).
-  const Tensor<T, 1>& momentum_buffer() const { return momentum_; }
+  const Tensor<T, 1, D>& momentum_buffer() const { return momentum_; }
 
  private:
   template <bool kMomentum, bool kNesterov>
@@ -229,13 +248,13 @@ class SGD final : public Optimizer<T> {
   }
 
   SGDOptions opt_;
-  Tensor<T, 1> momentum_;
+  Tensor<T, 1, D> momentum_;
 };
 
-template <class T>
-SGD(std::vector<ParamRef<T>>, SGDOptions = {}) -> SGD<T>;
-template <class T>
-SGD(std::vector<ParamGroup<T>>, SGDOptions = {}) -> SGD<T>;
+template <class T, class D>
+SGD(std::vector<ParamRef<T, D>>, SGDOptions = {}) -> SGD<T, D>;
+template <class T, class D>
+SGD(std::vector<ParamGroup<T, D>>, SGDOptions = {}) -> SGD<T, D>;
 
 // ---------------------------------------------------------------------------------------------
 // Adam and AdamW
@@ -264,20 +283,21 @@ namespace detail {
 /// (g += wd p). Then, with t the step count,
 ///   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;  vmax = max(vmax, v) (amsgrad)
 ///   p += -(lr / (1 - beta1^t)) m / (sqrt(v or vmax) / sqrt(1 - beta2^t) + eps)
-template <class T, bool kDecoupled>
-class AdamBase : public Optimizer<T> {
-  using Base = Optimizer<T>;
+template <class T, bool kDecoupled, DevicePolicy D>
+class AdamBase : public Optimizer<T, D> {
+  using Base = Optimizer<T, D>;
 
  public:
   const AdamOptions& options() const { return opt_; }
-  const Tensor<T, 1>& exp_avg() const { return m_; }
-  const Tensor<T, 1>& exp_avg_sq() const { return v_; }
+  const Tensor<T, 1, D>& exp_avg() const { return m_; }
+  const Tensor<T, 1, D>& exp_avg_sq() const { return v_; }
   /// Empty unless amsgrad.
-  const Tensor<T, 1>& max_exp_avg_sq() const { return vmax_; }
+  const Tensor<T, 1, D>& max_exp_avg_sq() const { return vmax_; }
 
   /// Restores a saved state (a resumed run continues bit for bit): the step count and copies of
   /// the moment buffers. requires: the same parameters in the same order as when saved; the
-  /// buffers of state_size() elements (vmax empty unless amsgrad). Throws Error otherwise.
+  /// buffers of state_size() elements (vmax empty unless amsgrad), host tensors whatever D is.
+  /// Throws Error otherwise.
   void restore_state(std::int64_t steps, const Tensor<T, 1>& m, const Tensor<T, 1>& v, const Tensor<T, 1>& vmax = {}) {
     const index_t n = this->state_size_;
     auto fits = [n](const Tensor<T, 1>& t) { return !t.empty() && t.size() == n; };
@@ -286,9 +306,15 @@ class AdamBase : public Optimizer<T> {
                               " and a step count >= 0; got ", m.empty() ? 0 : m.size(), ", ", v.empty() ? 0 : v.size(),
                               " elements and step ", steps, " (another model or method?)"));
     this->steps_ = steps;
-    std::copy_n(m.data(), n, m_.data());
-    std::copy_n(v.data(), n, v_.data());
-    if (opt_.amsgrad) std::copy_n(vmax.data(), n, vmax_.data());
+    if constexpr (std::is_same_v<D, Cpu>) {
+      std::copy_n(m.data(), n, m_.data());
+      std::copy_n(v.data(), n, v_.data());
+      if (opt_.amsgrad) std::copy_n(vmax.data(), n, vmax_.data());
+    } else {
+      upload(D{}, m.data(), m_.data(), n);
+      upload(D{}, v.data(), v_.data(), n);
+      if (opt_.amsgrad) upload(D{}, vmax.data(), vmax_.data(), n);
+    }
   }
 
   void step() override {
@@ -303,7 +329,9 @@ class AdamBase : public Optimizer<T> {
       else
         c.wd = T(s.weight_decay);
       const bool l2 = !kDecoupled && s.weight_decay != 0;
-      if (opt_.amsgrad && l2)
+      if constexpr (!std::is_same_v<D, Cpu>)
+        device_update(s, c, l2);
+      else if (opt_.amsgrad && l2)
         update<true, true>(s, c);
       else if (opt_.amsgrad)
         update<false, true>(s, c);
@@ -315,7 +343,7 @@ class AdamBase : public Optimizer<T> {
   }
 
  protected:
-  AdamBase(std::vector<ParamGroup<T>> groups, const AdamOptions& opt, const char* who)
+  AdamBase(std::vector<ParamGroup<T, D>> groups, const AdamOptions& opt, const char* who)
       : Base(std::move(groups), opt.lr, opt.weight_decay, who), opt_(opt) {
     if (!(opt.eps >= 0)) throw Error(detail::cat(who, ": invalid epsilon value ", opt.eps));
     for (int i = 0; i < 2; ++i)
@@ -330,6 +358,17 @@ class AdamBase : public Optimizer<T> {
   struct Consts {
     T beta1, one_minus_beta1, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size, wd, decay;
   };
+
+  void device_update(const typename Base::Slot& s, const Consts& c, bool l2) {
+    AdamUpdate<T> u;
+    u.value = s.value, u.grad = s.grad, u.n = s.size;
+    u.m = m_.data() + s.offset, u.v = v_.data() + s.offset;
+    u.vmax = opt_.amsgrad ? vmax_.data() + s.offset : nullptr;
+    u.beta1 = c.beta1, u.one_minus_beta1 = c.one_minus_beta1, u.beta2 = c.beta2, u.one_minus_beta2 = c.one_minus_beta2;
+    u.bc2_sqrt = c.bc2_sqrt, u.eps = c.eps, u.neg_step_size = c.neg_step_size, u.wd = c.wd, u.decay = c.decay;
+    u.l2 = l2, u.decoupled = kDecoupled, u.amsgrad = opt_.amsgrad;
+    adam_update(D{}, u);
+  }
 
   template <bool kL2, bool kAmsgrad>
   void update(const typename Base::Slot& s, const Consts& c) {
@@ -359,38 +398,38 @@ class AdamBase : public Optimizer<T> {
   }
 
   AdamOptions opt_;
-  Tensor<T, 1> m_, v_, vmax_;
+  Tensor<T, 1, D> m_, v_, vmax_;
 };
 
 }  // namespace detail
 
 /// torch.optim.Adam: weight decay is L2 regularisation added to the gradient.
-template <class T>
-class Adam final : public detail::AdamBase<T, false> {
-  using Base = detail::AdamBase<T, false>;
+template <class T, DevicePolicy D = Cpu>
+class Adam final : public detail::AdamBase<T, false, D> {
+  using Base = detail::AdamBase<T, false, D>;
 
  public:
-  Adam(std::vector<ParamGroup<T>> groups, AdamOptions opt = {}) : Base(std::move(groups), opt, "Adam") {}
-  Adam(std::vector<ParamRef<T>> params, AdamOptions opt = {}) : Adam(Base::one_group(std::move(params)), opt) {}
+  Adam(std::vector<ParamGroup<T, D>> groups, AdamOptions opt = {}) : Base(std::move(groups), opt, "Adam") {}
+  Adam(std::vector<ParamRef<T, D>> params, AdamOptions opt = {}) : Adam(Base::one_group(std::move(params)), opt) {}
 };
 
 /// torch.optim.AdamW: decoupled weight decay, p *= 1 - lr * weight_decay before the Adam update.
-template <class T>
-class AdamW final : public detail::AdamBase<T, true> {
-  using Base = detail::AdamBase<T, true>;
+template <class T, DevicePolicy D = Cpu>
+class AdamW final : public detail::AdamBase<T, true, D> {
+  using Base = detail::AdamBase<T, true, D>;
 
  public:
-  AdamW(std::vector<ParamGroup<T>> groups, AdamWOptions opt = {}) : Base(std::move(groups), opt, "AdamW") {}
-  AdamW(std::vector<ParamRef<T>> params, AdamWOptions opt = {}) : AdamW(Base::one_group(std::move(params)), opt) {}
+  AdamW(std::vector<ParamGroup<T, D>> groups, AdamWOptions opt = {}) : Base(std::move(groups), opt, "AdamW") {}
+  AdamW(std::vector<ParamRef<T, D>> params, AdamWOptions opt = {}) : AdamW(Base::one_group(std::move(params)), opt) {}
 };
 
-template <class T>
-Adam(std::vector<ParamRef<T>>, AdamOptions = {}) -> Adam<T>;
-template <class T>
-Adam(std::vector<ParamGroup<T>>, AdamOptions = {}) -> Adam<T>;
-template <class T>
-AdamW(std::vector<ParamRef<T>>, AdamWOptions = {}) -> AdamW<T>;
-template <class T>
-AdamW(std::vector<ParamGroup<T>>, AdamWOptions = {}) -> AdamW<T>;
+template <class T, class D>
+Adam(std::vector<ParamRef<T, D>>, AdamOptions = {}) -> Adam<T, D>;
+template <class T, class D>
+Adam(std::vector<ParamGroup<T, D>>, AdamOptions = {}) -> Adam<T, D>;
+template <class T, class D>
+AdamW(std::vector<ParamRef<T, D>>, AdamWOptions = {}) -> AdamW<T, D>;
+template <class T, class D>
+AdamW(std::vector<ParamGroup<T, D>>, AdamWOptions = {}) -> AdamW<T, D>;
 
 }  // namespace deepprompt

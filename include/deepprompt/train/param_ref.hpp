@@ -1,6 +1,7 @@
 #pragma once
-// ParamRef<T>: a light, type-erased handle on a Parameter<T, R> of any rank, as optimisers and
-// gradient clipping see it: a name, the value and gradient arrays, and their length.
+// ParamRef<T, D>: a light, type-erased handle on a Parameter<T, R, D> of any rank, as optimisers
+// and gradient clipping see it: a name, the value and gradient arrays (in D's memory), and their
+// length.
 //
 // ParamGroup<T>: parameters sharing a weight-decay setting (torch's param_groups, restricted to
 // the one hyper-parameter that differs between groups in practice). split_weight_decay() builds
@@ -17,11 +18,12 @@
 
 namespace deepprompt {
 
-template <class T>
+template <class T, DevicePolicy D = Cpu>
 struct ParamRef {
+  using device_type = D;
   std::string name;
-  T* value = nullptr;  // (size), the parameter's elements
-  T* grad = nullptr;   // (size), its gradient; nullptr when frozen
+  T* value = nullptr;  // (size), the parameter's elements, in D's memory
+  T* grad = nullptr;   // (size), its gradient (in D's memory); nullptr when frozen
   index_t size = 0;
   bool trainable = false;
 
@@ -33,7 +35,7 @@ struct ParamRef {
   /// but not across p.set_trainable(false/true), which replaces the gradient buffer: build the
   /// optimiser again after freezing or unfreezing parameters.
   template <std::size_t R>
-  ParamRef(Parameter<T, R>& p)  // NOLINT(google-explicit-constructor)
+  ParamRef(Parameter<T, R, D>& p)  // NOLINT(google-explicit-constructor)
       : name(p.name()),
         value(p.value().data()),
         grad(p.trainable() ? p.grad().data() : nullptr),
@@ -41,9 +43,9 @@ struct ParamRef {
         trainable(p.trainable()) {}
 };
 
-template <class T>
+template <class T, DevicePolicy D = Cpu>
 struct ParamGroup {
-  std::vector<ParamRef<T>> params;
+  std::vector<ParamRef<T, D>> params;
   /// This group's weight decay; nullopt: the optimiser's option.
   std::optional<double> weight_decay = std::nullopt;
 };
@@ -63,9 +65,9 @@ inline bool hf_no_decay(std::string_view name) {
 
 /// Two groups, as Hugging Face builds them: {params with decay (the optimiser's weight_decay)},
 /// {params where no_decay(name) is true, weight_decay = 0}. Order within each group is kept.
-template <class T, class Pred = bool (*)(std::string_view)>
-std::vector<ParamGroup<T>> split_weight_decay(std::vector<ParamRef<T>> params, Pred no_decay = hf_no_decay) {
-  std::vector<ParamGroup<T>> groups(2);
+template <class T, DevicePolicy D, class Pred = bool (*)(std::string_view)>
+std::vector<ParamGroup<T, D>> split_weight_decay(std::vector<ParamRef<T, D>> params, Pred no_decay = hf_no_decay) {
+  std::vector<ParamGroup<T, D>> groups(2);
   groups[1].weight_decay = 0.0;
   for (auto& p : params) {
     const bool excluded = no_decay(std::string_view(p.name));

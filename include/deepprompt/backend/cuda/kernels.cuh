@@ -11,6 +11,7 @@
 #include "gemm.cuh"
 #include "lookup.cuh"
 #include "memory.cuh"
+#include "optimizer.cuh"
 #include "permute.cuh"
 #include "rowwise.cuh"
 
@@ -184,6 +185,19 @@ void permute_copy(Cuda, A&&... a) {
 template <class... A>
 void gemm_batched(Cuda, A&&... a) {
   cuda::gemm_strided_batched(std::forward<A>(a)...);
+}
+
+template <class... A>
+void adam_update(Cuda, A&&... a) {
+  cuda::adam_update(std::forward<A>(a)...);
+}
+template <class... A>
+void sgd_update(Cuda, A&&... a) {
+  cuda::sgd_update(std::forward<A>(a)...);
+}
+template <class... A>
+double grad_norm_partial(Cuda, A&&... a) {
+  return cuda::grad_norm_partial(std::forward<A>(a)...);
 }
 
 }  // namespace deepprompt

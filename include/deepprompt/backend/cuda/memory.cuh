@@ -60,13 +60,12 @@ Tensor<T, R, Cuda> to_device(const Tensor<T, R, Cpu>& host) {
   return dev;
 }
 
-/// A host copy of a device tensor.
-template <class T, std::size_t R>
-Tensor<T, R, Cpu> to_host(const Tensor<T, R, Cuda>& dev) {
-  Tensor<T, R, Cpu> host(dev.shape());
-  cuda::check(cudaMemcpy(host.data(), dev.data(), sizeof(T) * dev.size(), cudaMemcpyDeviceToHost),
-              "cudaMemcpy(device to host)");
-  return host;
+/// Copies n elements from device memory to host memory (core/tensor.hpp's to_host uses it).
+template <class T>
+void download(Cuda, const T* device, T* host, index_t n) {
+  if (n > 0)
+    cuda::check(cudaMemcpy(host, device, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyDeviceToHost),
+                "cudaMemcpy(device to host)");
 }
 
 }  // namespace deepprompt
