@@ -17,6 +17,7 @@
 #include "deepprompt/ops/activation.hpp"
 #include "deepprompt/ops/arithmetic.hpp"
 #include "deepprompt/ops/attention.hpp"
+#include "deepprompt/ops/concat.hpp"
 #include "deepprompt/ops/cross_entropy.hpp"
 #include "deepprompt/ops/dropout.hpp"
 #include "deepprompt/ops/embedding.hpp"
@@ -54,6 +55,10 @@ TEST_CASE("device path: element-wise, row-wise and shape ops agree with the host
   check_op([](auto v, auto gg) { return dp::rms_norm(v, gg); }, 0, x, g);
   check_op([](auto v) { return dp::permute(dp::reshape(v, Shape<4>{3, 5, 1, 67}), {2, 0, 3, 1}); }, 0, x);
   check_op([](auto v) { return dp::transpose(v, 0, 1); }, 0, x);
+  check_op([](auto v) { return dp::slice(v, 1, 1, 4) * 2.0f; }, 0, x);   // a copy (the pooler's slice)
+  check_op([](auto v) { return dp::slice(v, 2, 60, 67); }, 0, x);
+  check_op([](auto v) { return dp::slice(v, 0, 1, 2) * 3.0f; }, 0, x);   // a view
+  check_op([](auto v) { return dp::repeat_rows(dp::reshape(v, Shape<2>{15, 67}), 4); }, 0, x);
   check_op([](auto v) {
     dp::Generator gen(5, 9);
     return dp::dropout(v, 0.25f, gen, true);

@@ -123,9 +123,10 @@ Var<T, R> concat(std::initializer_list<Var<T, R>> xs, int axis) {
 
 /// Elements [begin, end) along `axis`: a view for axis 0, a copy otherwise. The gradient is
 /// added into that part of x's. Throws ShapeError naming "slice", the range and the shape
-/// unless 0 <= begin <= end <= x.extent(axis).
-template <class T, std::size_t R>
-Var<T, R> slice(const Var<T, R>& x, int axis, index_t begin, index_t end) {
+/// unless 0 <= begin <= end <= x.extent(axis). On any device (a copy off axis 0 is another
+/// device's permute_copy kernel over (outer, width) rows).
+template <class T, std::size_t R, class D>
+Var<T, R, D> slice(const Var<T, R, D>& x, int axis, index_t begin, index_t end) {
   static_assert(R >= 1, "slice: x needs at least one axis");
   const std::size_t ax = detail::shape_axis_index(axis, "slice", x.shape());
   if (begin < 0 || begin > end || end > x.shape()[ax])
@@ -134,37 +135,52 @@ Var<T, R> slice(const Var<T, R>& x, int axis, index_t begin, index_t end) {
   index_t outer, inner;
   detail::concat_outer_inner(x.shape(), ax, outer, inner);
   const index_t xrow = x.shape()[ax] * inner, off = begin * inner, w = (end - begin) * inner;
-  Tensor<T, R> y;
-  if (ax == 0) {
+  // forward: y (outer, w) = x's rows [off, off + w); backward: x's rows += dy
+  const auto run = [outer, xrow, off, w](bool backward, T* xd, T* yd) {
+    if constexpr (std::is_same_v<D, Cpu>) {
+      if (backward) detail::concat_copy_pieces<true>(yd, w, 0, xd, xrow, off, w, outer);
+      else detail::concat_copy_pieces<false>(xd, xrow, off, yd, w, 0, w, outer);
+    } else if (w > 0) {
+      permute_copy(D{}, backward, std::array<index_t, 2>{outer, w}, std::array<index_t, 2>{xrow, 1}, std::size_t{1}, w,
+                   outer * w, xd + off, yd);
+    }
+  };
+  Tensor<T, R, D> y;
+  if (R == 1 || ax == 0) {  // (R == 1 tells the compiler that ys[ax] below is in bounds)
     y = x.value().slice(begin, end);
   } else {
     Shape<R> ys = x.shape();
     ys[ax] = end - begin;
-    y = Tensor<T, R>(ys);
-    detail::concat_copy_pieces<false>(x.value().data(), xrow, off, y.data(), w, 0, w, outer);
+    y = Tensor<T, R, D>(ys);
+    run(false, x.value().data(), y.data());
   }
-  auto out = Var<T, R>::result(y, x.requires_grad());
+  auto out = Var<T, R, D>::result(y, x.requires_grad());
   if (out.requires_grad())
-    tape().record(out.node(), [xn = x.node(), outer, xrow, off, w](const Tensor<T, R>& dy) {
-      detail::concat_copy_pieces<true>(dy.data(), w, 0, xn->accumulator().data(), xrow, off, w, outer);
+    tape().record(out.node(), [run, xn = x.node()](const Tensor<T, R, D>& dy) {
+      run(true, xn->accumulator().data(), dy.data());
     });
   return out;
 }
 
 /// rows (P, W) repeated for B examples: (B, P, W) (differentiable; the gradient is summed over
-/// the examples, in order).
-template <class T>
-Var<T, 3> repeat_rows(const Var<T, 2>& rows, index_t batch) {
+/// the examples, in order). On any device (its permute_copy and sum_rows_accumulate kernels).
+template <class T, class D>
+Var<T, 3, D> repeat_rows(const Var<T, 2, D>& rows, index_t batch) {
   if (batch < 1) throw ShapeError(detail::cat("repeat_rows: batch size ", batch, " < 1"));
   const index_t P = rows.extent(0), W = rows.extent(1), n = P * W;
   if (batch == 1) return reshape<3>(rows, Shape<3>{1, P, W});
-  Tensor<T, 3> y({batch, P, W});
-  for (index_t b = 0; b < batch; ++b)
-    if (n > 0) std::memcpy(y.data() + b * n, rows.value().data(), static_cast<std::size_t>(n) * sizeof(T));
-  auto out = Var<T, 3>::result(y, rows.requires_grad());
+  Tensor<T, 3, D> y({batch, P, W});
+  if constexpr (std::is_same_v<D, Cpu>) {
+    for (index_t b = 0; b < batch; ++b)
+      if (n > 0) std::memcpy(y.data() + b * n, rows.value().data(), static_cast<std::size_t>(n) * sizeof(T));
+  } else if (n > 0) {  // y (B, n) gathers row 0 of rows seen as (1, n): a stride of 0 along B
+    permute_copy(D{}, false, std::array<index_t, 2>{batch, n}, std::array<index_t, 2>{0, 1}, std::size_t{1}, n,
+                 batch * n, rows.value().data(), y.data());
+  }
+  auto out = Var<T, 3, D>::result(y, rows.requires_grad());
   if (out.requires_grad())
-    tape().record(out.node(), [xn = rows.node(), batch, n](const Tensor<T, 3>& dy) {
-      cpu::sum_rows_accumulate<T>(dy.data(), xn->accumulator().data(), batch, n);  // dy seen as (B, P * W)
+    tape().record(out.node(), [xn = rows.node(), batch, n](const Tensor<T, 3, D>& dy) {
+      sum_rows_accumulate(D{}, dy.data(), xn->accumulator().data(), batch, n);  // dy seen as (B, P * W)
     });
   return out;
 }
