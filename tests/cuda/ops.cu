@@ -15,6 +15,7 @@
 #include "deepprompt/ops/activation.hpp"
 #include "deepprompt/ops/arithmetic.hpp"
 #include "deepprompt/ops/attention.hpp"
+#include "deepprompt/ops/concat.hpp"
 #include "deepprompt/ops/cross_entropy.hpp"
 #include "deepprompt/ops/dropout.hpp"
 #include "deepprompt/ops/embedding.hpp"
@@ -25,6 +26,7 @@
 #include "deepprompt/train/clip_grad.hpp"
 #include "deepprompt/train/optimizer.hpp"
 #include "ptv2_layer.cuh"
+#include "../unit/bert_ptv2_steps.hpp"
 #include "../unit/encoder_block.hpp"
 
 using namespace cuda_test;
@@ -67,6 +69,8 @@ void arithmetic_and_shape() {
   check_op("reshape, permute", 1e-5,
            [](auto u) { return dp::permute(dp::reshape(u, Shape<4>{4, 6, 3, 11}), {0, 2, 1, 3}); }, a);
   check_op("transpose (no block stays)", 1e-5, [](auto u) { return dp::transpose(u, 0, 2); }, a);
+  check_op("slice along axis 1 (a copy)", 1e-5, [](auto u) { return dp::slice(u, 1, 2, 5); }, a);
+  check_op("repeat_rows", 1e-5, [](auto u) { return dp::repeat_rows(dp::reshape(u, Shape<2>{24, 33}), 5); }, a);
   const auto x = random_tensor(Shape<2>{5, 64}, 8);
   check_op("dropout p = 0.3 (same mask on both devices)", 1e-5, [](auto u) {
     dp::Generator gen(1234, 77);
@@ -209,6 +213,26 @@ void modules() {
   }
 }
 
+// BERT on the GPU (models/bert.hpp with Dev = Cuda): a small random model copied to the device
+// (Bert::to), four P-Tuning v2 steps with prefix dropout, clipping and AdamW on the device
+// (tests/unit/bert_ptv2_steps.hpp) against the same steps on the host.
+void bert_steps() {
+  using Cfg = dp::BertConfig<2, 32, 4, 64, 99, 24, 2>;
+  dp::Bert<Cfg> host(Cfg{}, dp::BertInit{.seed = 3});
+  auto gpu = host.to<dp::Cuda>();
+  const index_t B = 4, T = 10;
+  dp::Tensor<std::int64_t, 2> ids({B, T}), mask({B, T});
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < T; ++t) ids(b, t) = 1 + (7 * b + 3 * t) % 98, mask(b, t) = t < T - b ? 1 : 0;
+  const auto prompt = random_tensor(Shape<2>{3, 2 * 2 * 32}, 61);
+  const auto h = bert_ptv2::train(host, ids, mask, prompt, 4);
+  const auto g = bert_ptv2::train(gpu, ids, mask, prompt, 4);
+  expect_close("Bert<Cuda>, P-Tuning v2 steps: losses", g.losses, std::vector<double>(h.losses.begin(), h.losses.end()), 1e-4);
+  expect_close("Bert<Cuda>, P-Tuning v2 steps: prompt", g.prompt, std::vector<double>(h.prompt.begin(), h.prompt.end()), 1e-4);
+  expect_close("Bert<Cuda>, P-Tuning v2 steps: evaluation loss", std::vector<float>{g.eval_before, g.eval_after},
+               std::vector<double>{h.eval_before, h.eval_after}, 1e-4);
+}
+
 }  // namespace
 
 int main() {
@@ -223,6 +247,7 @@ int main() {
   device_parameters();
   modules();
   optimisers();
+  bert_steps();
   ptv2_layer_check();
   std::printf("%s: %d failed checks\n", g_failed ? "FAIL" : "ok", g_failed);
   return g_failed ? 1 : 0;

@@ -45,6 +45,14 @@
 //
 // Adapters on Linear modules (LoRA, nn/linear.hpp) are trained and saved through peft/lora.hpp:
 // save(), hf_state_dict() and load_weights() leave their lora_A / lora_B tensors out.
+//
+// Device: Bert<Cfg, T, Dev> keeps its parameters and activations on Dev (Cpu by default):
+//   auto gpu = dp::Bert<dp::BertBase, float, dp::Cuda>::from_pretrained(dir);  // read on the host, copied
+//   auto same = host_model.to<dp::Cuda>();                                      // or any model, copied
+// Ids, masks and type ids stay host tensors (checked there, uploaded per call). On a device the
+// padded layout always runs (BertRun::unpadded, a host optimisation, is ignored: the results
+// are the same), and forward_with_input_prompt is host-only. Checkpoints are read and written
+// through a host copy.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -75,23 +83,25 @@
 #include "../ops/packing.hpp"
 #include "../ops/shape.hpp"
 #include "bert_config.hpp"
+#include "bert_io.hpp"
 #include "bert_layers.hpp"
 
 namespace deepprompt {
 
 // --- the model -------------------------------------------------------------------------------
 
-template <BertConfigLike Cfg, class T = float>
+template <BertConfigLike Cfg, class T = float, DevicePolicy Dev = Cpu>
 class Bert {
  public:
   using config_type = Cfg;
   using value_type = T;
+  using device_type = Dev;
 
   Cfg cfg;
-  BertEmbeddings<T> embeddings;
-  BertEncoder<T> encoder;
-  std::optional<BertPooler<T>> pooler;
-  std::optional<BertMlmHead<T>> cls;
+  BertEmbeddings<T, Dev> embeddings;
+  BertEncoder<T, Dev> encoder;
+  std::optional<BertPooler<T, Dev>> pooler;
+  std::optional<BertMlmHead<T, Dev>> cls;
   Generator generator;  // the default stream of dropout
 
   /// A randomly initialised model, as Hugging Face's _init_weights: Linear and Embedding weights
@@ -103,7 +113,7 @@ class Bert {
     Generator gen(init.seed);
     Cfg c0 = cfg;  // the parts read their sizes and settings from it
     if (!init.random_weights) c0.initializer_range = 0;
-    embeddings = BertEmbeddings<T>(c0, gen);
+    embeddings = BertEmbeddings<T, Dev>(c0, gen);
     encoder.layer.reserve(static_cast<std::size_t>(cfg.layers));
     for (index_t l = 0; l < cfg.layers; ++l) encoder.layer.emplace_back(c0, gen);
     if (init.pooler) pooler.emplace(c0, gen);
@@ -120,12 +130,12 @@ class Bert {
 
   /// input_ids: (B, T); attention_mask: (B, T) of 0/1 (1 = attend), (B, P + T) covering the
   /// prefix, or empty (attend to all); token_type_ids: (B, T) or empty (all 0).
-  /// prefix: NoPrefix, a callable `(index_t layer) -> KVPrefix<T>` (an empty KVPrefix: none for
-  /// that layer), or a range of `layers` KVPrefix<T> (std::vector, std::span...).
+  /// prefix: NoPrefix, a callable `(index_t layer) -> KVPrefix<T, Dev>` (an empty KVPrefix: none
+  /// for that layer), or a range of `layers` KVPrefix<T, Dev> (std::vector, std::span...).
   /// Returns last_hidden_state (B, T, C) and pooler_output (B, C) (empty without a pooler).
   /// One call at a time per model: the dropout stream and the packing buffers are the model's.
   template <class Prefix = NoPrefix>
-  BertOutput<T> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
+  BertOutput<T, Dev> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
                         const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
                         Prefix&& prefix = Prefix{}) {
     const index_t B = input_ids.extent(0), L = input_ids.extent(1);
@@ -139,7 +149,7 @@ class Bert {
   /// As forward(), with Hugging Face's inputs_embeds (B, T, C) in place of the word-embedding
   /// lookup of input ids (token-type and position embeddings are added as usual).
   template <class Prefix = NoPrefix>
-  BertOutput<T> forward_embeds(const Var<T, 3>& inputs_embeds, const Tensor<std::int64_t, 2>& attention_mask = {},
+  BertOutput<T, Dev> forward_embeds(const Var<T, 3, Dev>& inputs_embeds, const Tensor<std::int64_t, 2>& attention_mask = {},
                                const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
                                Prefix&& prefix = Prefix{}) {
     const index_t B = inputs_embeds.extent(0), L = inputs_embeds.extent(1);
@@ -162,6 +172,7 @@ class Bert {
                                           const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
                                           Prefix&& prefix = Prefix{}) {
     static_assert(PR == 2 || PR == 3, "Bert::forward_with_input_prompt: the prompt is (P, C) or (B, P, C)");
+    static_assert(std::is_same_v<Dev, Cpu>, "Bert::forward_with_input_prompt runs on the host (Cpu) only");
     constexpr const char* op = "Bert::forward_with_input_prompt";
     const index_t B = input_ids.extent(0), L = input_ids.extent(1);
     if (input_ids.empty() || B < 1 || L < 1)
@@ -207,7 +218,7 @@ class Bert {
   }
 
   /// The masked-LM logits of hidden states (B, T, C) -> (B, T, V). requires: the model has the head.
-  Var<T, 3> mlm_logits(const Var<T, 3>& hidden) const {
+  Var<T, 3, Dev> mlm_logits(const Var<T, 3, Dev>& hidden) const {
     if (!cls)
       throw Error(
           "Bert::mlm_logits: this model has no masked-LM head (BertInit::mlm_head / BertLoadOptions::mlm_head)");
@@ -250,12 +261,15 @@ class Bert {
         hint = " (only safetensors is read: convert pytorch_model.bin first)";
       throw IoError(detail::cat("Bert::from_pretrained: '", dir.string(), "' has no model.safetensors", hint));
     }
+    if constexpr (!std::is_same_v<Dev, Cpu>) {  // read on the host, then copied
+      return Bert<Cfg, T, Cpu>::from_pretrained(dir, opt).template to<Dev>();
+    }
     const HfBertConfig hf = read_bert_config(config_file);
     Cfg c = bert_config_from<Cfg>(hf, config_file.string());
 
     // Which optional parts: decided from the file's names when automatic.
     const SafeTensorsFile file = SafeTensorsFile::open(weights);
-    const std::string prefix = uses_bert_prefix(file) ? "bert." : "";
+    const std::string prefix = bert_detail::uses_bert_prefix(file) ? "bert." : "";
     BertInit init;
     init.random_weights = !opt.strict;  // strict: every weight is loaded (or nothing is returned)
     init.pooler = opt.pooler == BertPart::yes ||
@@ -275,76 +289,32 @@ class Bert {
   /// Strict: throws one Error listing every missing, unexpected and mis-shaped tensor, and
   /// loads nothing unless all fit. F16, BF16 and F64 tensors are converted.
   void load_weights(const SafeTensorsFile& file, bool strict = true, std::vector<std::string>* ignored = nullptr) {
-    const bool prefixed = uses_bert_prefix(file);
-    StateDict<T> shapes;                        // model name -> the file's shape (no data)
-    std::map<std::string, std::string> source;  // model name -> the file's name
-    const bool has_cls_bias = file.contains("cls.predictions.bias");
-    for (const std::string& n : file.names()) {
-      std::string m = n;
-      bool ignore = false;
-      if (n.rfind("cls.", 0) == 0) {
-        if (!cls || n.rfind("cls.predictions.", 0) != 0 || n == "cls.predictions.decoder.weight")
-          ignore = true;
-        else if (n == "cls.predictions.decoder.bias")
-          ignore = has_cls_bias, m = "cls.predictions.bias";  // the same tensor, tied
-      } else if (prefixed) {
-        if (n.rfind("bert.", 0) == 0)
-          m = n.substr(5);
-        else
-          ignore = true;  // a task head: classifier.*, qa_outputs.* ...
-      }
-      if (m == "embeddings.position_ids" || m == "embeddings.token_type_ids") ignore = true;
-      if (ignore) {
-        if (ignored) ignored->push_back(n);
-        continue;
-      }
-      const auto& info = file.info(n);
-      shapes.emplace(m, AnyTensor<T>{info.shape, Tensor<T, 1>()});
-      source.emplace(m, n);
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      bert_detail::load_weights(*this, file, strict, ignored);
+    } else {  // through a host copy (which keeps what a partial load leaves)
+      auto host = to<Cpu>();
+      host.load_weights(file, strict, ignored);
+      copy_parameters<T>(*this, host);
     }
-    for_each_parameter(*this, [&](const std::string& name, auto& p) {  // adapters are not in the file
-      if (is_adapter_name(name))
-        shapes.emplace(name, AnyTensor<T>{std::vector<index_t>(p.shape().begin(), p.shape().end()), Tensor<T, 1>()});
-    });
-    try {
-      load_state_dict(*this, shapes, strict);  // validates; copies nothing (no data)
-    } catch (const Error& e) {
-      const std::string_view msg = e.what();
-      const auto at = msg.find("the model:");
-      throw Error(detail::cat("Bert: '", file.path().string(), "' does not fit the model", bert_shape_note<Cfg>(), ":",
-                              at == std::string_view::npos ? msg : msg.substr(at + 10)));
-    }
-    for_each_parameter(*this, [&](const std::string& name, auto& p) {
-      auto it = source.find(name);
-      if (it == source.end()) return;
-      const auto& info = file.info(it->second);
-      if (!std::equal(info.shape.begin(), info.shape.end(), p.shape().begin(), p.shape().end())) return;
-      file.load_into(it->second, p.value());
-    });
   }
 
   /// The weights as Hugging Face names them: the backbone's names alone, or, with the
   /// masked-LM head, `bert.`-prefixed plus cls.predictions.* (the tied decoder is not stored).
+  /// On a device: host copies.
   StateDict<T> hf_state_dict() {
-    StateDict<T> sd;
-    const std::string prefix = cls ? "bert." : "";
-    for_each_parameter(*this, [&](const std::string& name, auto& p) {
-      if (is_adapter_name(name)) return;
-      sd.emplace(name.rfind("cls.", 0) == 0 ? name : prefix + name, AnyTensor<T>::of(p.value()));
-    });
-    return sd;
+    if constexpr (std::is_same_v<Dev, Cpu>)
+      return bert_detail::hf_state_dict(*this);
+    else
+      return to<Cpu>().hf_state_dict();
   }
 
   /// Writes hf_state_dict() as safetensors (atomically; metadata {"format": "pt"} as
   /// transformers writes).
   void save(const std::filesystem::path& file) {
-    std::vector<TensorEntry> entries;
-    const std::string prefix = cls ? "bert." : "";
-    for_each_parameter(*this, [&](const std::string& name, auto& p) {
-      if (is_adapter_name(name)) return;
-      entries.push_back(entry(name.rfind("cls.", 0) == 0 ? name : prefix + name, p.value()));
-    });
-    save_safetensors(file, entries, {{"format", "pt"}});
+    if constexpr (std::is_same_v<Dev, Cpu>)
+      bert_detail::save(*this, file);
+    else
+      to<Cpu>().save(file);
   }
 
   /// Writes dir/config.json and dir/model.safetensors (creating dir).
@@ -358,20 +328,29 @@ class Bert {
   /// config.json as transformers.BertConfig writes it.
   nlohmann::json config_json() const { return bert_config_json<T>(cfg, cls.has_value()); }
 
- private:
-  static bool uses_bert_prefix(const SafeTensorsFile& file) {
-    if (file.contains("bert.embeddings.word_embeddings.weight")) return true;
-    if (file.contains("embeddings.word_embeddings.weight")) return false;
-    for (const auto& n : file.names())
-      if (n.rfind("bert.", 0) == 0) return true;
-    return false;
+  /// A copy of this model on device To (the host or a device, from either): the same
+  /// configuration, parts, weights, trainable flags and dropout stream (PyTorch's model.to()
+  /// returns the same module moved; this is a copy, the original stays valid). Adapters
+  /// (LoRA) are not copied: attach them on the copy.
+  template <DevicePolicy To>
+  Bert<Cfg, T, To> to() {
+    BertInit init;
+    init.random_weights = false;
+    init.pooler = pooler.has_value();
+    init.mlm_head = cls.has_value();
+    Bert<Cfg, T, To> out(cfg, init);
+    copy_parameters<T>(out, *this);
+    out.generator = generator;
+    return out;
   }
+
+ private:
 
 
   /// The shared part of the forward passes: sizes (B, T) of the token sequence, the word vectors
   /// from words() (B, T, C), then the masks, positions, embeddings, layers and pooler.
   template <class Prefix, class Words>
-  BertOutput<T> encode(const char* op, const char* what, const Shape<2>& ids_shape,
+  BertOutput<T, Dev> encode(const char* op, const char* what, const Shape<2>& ids_shape,
                        const Tensor<std::int64_t, 2>& attention_mask, const Tensor<std::int64_t, 2>& token_type_ids,
                        const BertRun& run, Prefix& prefix, Words&& words) {
     const index_t B = ids_shape[0], L = ids_shape[1];
@@ -380,7 +359,7 @@ class Bert {
         throw ShapeError(detail::cat(op, ": ", std::size(prefix), " key/value prefixes given for a model of ",
                                      cfg.layers, " layers"));
     }
-    KVPrefix<T> first = prefix_at(prefix, 0);
+    KVPrefix<T, Dev> first = prefix_at(prefix, 0);
     const index_t P = first.length();
     if (!attention_mask.empty() &&
         !(attention_mask.extent(0) == B && (attention_mask.extent(1) == L || attention_mask.extent(1) == P + L)))
@@ -395,9 +374,10 @@ class Bert {
                    ids_shape);
     Generator* gen = run.generator ? run.generator : &generator;
     // additive mask, (B, T) or (B, P + T); the attention op puts zeros in front for the prefix
-    const Tensor<T, 2> mask = attention_mask.empty() ? Tensor<T, 2>() : deepprompt::attention_mask<T>(attention_mask);
+    const Tensor<T, 2, Dev> mask =
+        attention_mask.empty() ? Tensor<T, 2, Dev>() : copy_to<Dev>(deepprompt::attention_mask<T>(attention_mask));
 
-    Var<T, 3> x;  // (B, T, C)
+    Var<T, 3, Dev> x;  // (B, T, C)
     if (run.position_offsets.empty()) {
       const index_t past = run.shift_positions ? P : 0;
       if (past + L > cfg.max_positions)
@@ -422,22 +402,27 @@ class Bert {
       x = embeddings.combine(words(), types, positions, gen, run.training);
     }
     const auto prefix_of = [&](index_t l) { return l == 0 ? first : prefix_at(prefix, l); };
-    // packed: the real rows' lengths and offsets, in buffers reused across calls (no allocation
-    // once warmed up)
-    const bool packed = run.unpadded && !attention_mask.empty() &&
-                        packable_lengths(lengths_, attention_mask, attention_mask.extent(1) - L);
-    if (packed) sequence_offsets_into(offsets_, lengths_);
-    if (!packed) {
-      x = encoder.forward(x, mask, prefix_of, gen, run.training);
-    } else if (run.first_token_only) {
-      x = reshape<3>(encoder.forward_packed(pack_sequences(x, lengths_), offsets_, true, prefix_of, gen, run.training),
-                     Shape<3>{B, 1, cfg.hidden});  // (B, 1, C)
+    if constexpr (!std::is_same_v<Dev, Cpu>) {
+      x = encoder.forward(x, mask, prefix_of, gen, run.training);  // on a device: the padded layout
     } else {
-      x = unpack_sequences(encoder.forward_packed(pack_sequences(x, lengths_), offsets_, false, prefix_of, gen,
-                                                  run.training),
-                           lengths_, L);  // (B, T, C), zeros at padding
+      // packed: the real rows' lengths and offsets, in buffers reused across calls (no allocation
+      // once warmed up)
+      const bool packed = run.unpadded && !attention_mask.empty() &&
+                          packable_lengths(lengths_, attention_mask, attention_mask.extent(1) - L);
+      if (packed) sequence_offsets_into(offsets_, lengths_);
+      if (!packed) {
+        x = encoder.forward(x, mask, prefix_of, gen, run.training);
+      } else if (run.first_token_only) {
+        x = reshape<3>(
+            encoder.forward_packed(pack_sequences(x, lengths_), offsets_, true, prefix_of, gen, run.training),
+            Shape<3>{B, 1, cfg.hidden});  // (B, 1, C)
+      } else {
+        x = unpack_sequences(encoder.forward_packed(pack_sequences(x, lengths_), offsets_, false, prefix_of, gen,
+                                                    run.training),
+                             lengths_, L);  // (B, T, C), zeros at padding
+      }
     }
-    BertOutput<T> out;
+    BertOutput<T, Dev> out;
     out.last_hidden_state = x;
     if (pooler) out.pooler_output = pooler->forward(x);
     return out;
@@ -454,13 +439,9 @@ class Bert {
            std::ranges::find(lengths, index_t(0)) == lengths.end();  // no empty row
   }
 
-  /// True for the tensors of adapters attached to Linear modules (LoRA's lora_A / lora_B).
-  static bool is_adapter_name(std::string_view name) {
-    return name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight");
-  }
 
   template <class Prefix>
-  KVPrefix<T> prefix_at(Prefix& prefix, index_t l) const {
+  KVPrefix<T, Dev> prefix_at(Prefix& prefix, index_t l) const {
     using P = std::remove_cvref_t<Prefix>;
     if constexpr (std::is_same_v<P, NoPrefix>) {
       return {};
@@ -470,9 +451,9 @@ class Bert {
                          }) {
       return prefix[static_cast<std::size_t>(l)];
     } else {
-      static_assert(std::is_invocable_r_v<KVPrefix<T>, Prefix&, index_t>,
-                    "Bert::forward: the prefix must be NoPrefix, a range of KVPrefix<T> (one per layer), or a "
-                    "callable (index_t layer) -> KVPrefix<T>");
+      static_assert(std::is_invocable_r_v<KVPrefix<T, Dev>, Prefix&, index_t>,
+                    "Bert::forward: the prefix must be NoPrefix, a range of KVPrefix<T, Dev> (one per layer), or a "
+                    "callable (index_t layer) -> KVPrefix<T, Dev>");
       return prefix(l);
     }
   }
@@ -481,7 +462,7 @@ class Bert {
 };
 
 /// A BERT whose sizes come from config.json at run time.
-template <class T = float>
-using DynamicBert = Bert<BertDynamicConfig, T>;
+template <class T = float, DevicePolicy Dev = Cpu>
+using DynamicBert = Bert<BertDynamicConfig, T, Dev>;
 
 }  // namespace deepprompt

@@ -220,10 +220,10 @@ nlohmann::json bert_config_json(const Cfg& cfg, bool masked_lm) {
 
 // --- options and outputs of the model (models/bert.hpp) ---------------------------------------
 
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct BertOutput {
-  Var<T, 3> last_hidden_state;  // (B, T, C)
-  Var<T, 2> pooler_output;      // (B, C); empty when the model has no pooler
+  Var<T, 3, Dev> last_hidden_state;  // (B, T, C)
+  Var<T, 2, Dev> pooler_output;      // (B, C); empty when the model has no pooler
 };
 
 /// Per-call settings of Bert::forward.

@@ -19,6 +19,7 @@
 // pointer into a module is stored anywhere.
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -122,15 +123,32 @@ int unfreeze(M& m, std::string_view pattern = "*") {
   return set_trainable(m, pattern, true);
 }
 
-/// The trainable parameters with their full names, for an optimiser.
+namespace detail {
+template <class M>
+struct model_device {
+  using type = Cpu;
+};
+template <class M>
+  requires requires { typename M::device_type; }
+struct model_device<M> {
+  using type = typename M::device_type;
+};
+}  // namespace detail
+
+/// Where a model's parameters live: M::device_type when it declares one, else Cpu.
+template <class M>
+using model_device_t = typename detail::model_device<M>::type;
+
+/// The trainable parameters with their full names, for an optimiser (ParamRef<T, D> on the
+/// model's device).
 template <class T, class M>
-std::vector<ParamRef<T>> trainable_parameters(M& m, std::string prefix = "") {
-  std::vector<ParamRef<T>> out;
+std::vector<ParamRef<T, model_device_t<M>>> trainable_parameters(M& m, std::string prefix = "") {
+  std::vector<ParamRef<T, model_device_t<M>>> out;
   for_each_parameter(
       m,
       [&](const std::string& name, auto& p) {
         if (!p.trainable()) return;
-        ParamRef<T> r(p);
+        ParamRef<T, model_device_t<M>> r(p);
         r.name = name;
         out.push_back(std::move(r));
       },
@@ -204,6 +222,51 @@ LoadReport load_state_dict(M& m, const StateDict<T>& sd, bool strict = true, std
       },
       prefix);
   return rep;
+}
+
+/// Copies every parameter of `src` into the parameter of `dst` with the same full name, and its
+/// trainable flag, from one device to another (the host and a device, either way: the backend's
+/// upload / download; host to host: a copy). requires: the same names and shapes; throws one
+/// Error listing every difference otherwise, and copies nothing then.
+template <class T, class Dst, class Src>
+void copy_parameters(Dst& dst, Src& src) {
+  using From = model_device_t<Src>;
+  using To = model_device_t<Dst>;
+  static_assert(std::is_same_v<From, Cpu> || std::is_same_v<To, Cpu>,
+                "copy_parameters: one of the two models must be on the host (Cpu)");
+  struct Source {
+    std::vector<index_t> shape;
+    const T* data;
+    bool trainable;
+  };
+  std::map<std::string, Source, std::less<>> from;
+  for_each_parameter(src, [&](const std::string& name, auto& p) {
+    from.emplace(name, Source{{p.shape().begin(), p.shape().end()}, p.value().data(), p.trainable()});
+  });
+  LoadReport rep;
+  for_each_parameter(dst, [&](const std::string& name, auto& p) {
+    auto it = from.find(name);
+    if (it == from.end())
+      rep.missing.push_back(name);
+    else if (!std::equal(it->second.shape.begin(), it->second.shape.end(), p.shape().begin(), p.shape().end()))
+      rep.mismatched.push_back(name + " " + shape_str(it->second.shape) + " vs " + shape_str(p.shape()));
+  });
+  std::map<std::string, bool, std::less<>> used;
+  for_each_parameter(dst, [&](const std::string& name, auto&) { used[name] = true; });
+  for (const auto& [name, _] : from)
+    if (!used.contains(name)) rep.unexpected.push_back(name);
+  if (!rep.ok()) throw Error("copy_parameters: the two models differ:" + rep.str());
+  for_each_parameter(dst, [&](const std::string& name, auto& p) {
+    const Source& s = from.find(name)->second;
+    T* out = p.value().data();
+    if constexpr (std::is_same_v<From, Cpu> && std::is_same_v<To, Cpu>)
+      std::copy_n(s.data, p.size(), out);
+    else if constexpr (std::is_same_v<From, Cpu>)
+      upload(To{}, s.data, out, p.size());
+    else
+      download(From{}, s.data, out, p.size());
+    p.set_trainable(s.trainable);
+  });
 }
 
 }  // namespace deepprompt

@@ -137,7 +137,7 @@ __global__ void forward_kernel(AttentionArgs<T> a, T* out, T* stats, std::uint64
   for (index_t c = 0; c < r.n; ++c) {
     const T s = score(a, r, q, c);
     if (s == -T(INFINITY)) continue;
-    const T m_new = fmax(m, s);
+    const T m_new = ::fmax(m, s);
     l = l * d_exp(m - m_new) + d_exp(s - m_new);
     m = m_new;
   }

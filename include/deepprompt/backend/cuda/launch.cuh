@@ -63,26 +63,27 @@ __device__ T block_sum(T v) {
 template <class T>
 __device__ T block_max(T v) {
   __shared__ T partial[32];
-  for (int o = 16; o > 0; o /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o /= 2) v = ::fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
   const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
   __syncthreads();
   if (lane == 0) partial[warp] = v;
   __syncthreads();
   v = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : -T(INFINITY);
-  for (int o = 16; o > 0; o /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o /= 2) v = ::fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-// Device math in T (float or double).
-__device__ inline float d_exp(float x) { return expf(x); }
-__device__ inline double d_exp(double x) { return exp(x); }
-__device__ inline float d_log(float x) { return logf(x); }
-__device__ inline double d_log(double x) { return log(x); }
-__device__ inline float d_tanh(float x) { return tanhf(x); }
-__device__ inline double d_tanh(double x) { return tanh(x); }
-__device__ inline float d_erf(float x) { return erff(x); }
-__device__ inline double d_erf(double x) { return erf(x); }
-__device__ inline float d_rsqrt(float x) { return 1.0f / sqrtf(x); }  // not rsqrtf: 2 ulp
-__device__ inline double d_rsqrt(double x) { return 1.0 / sqrt(x); }
+// Device math in T (float or double); the CUDA math library's global functions, named with ::
+// so that the ops' deepprompt::exp / tanh (Var overloads) never hide them, whatever was included first.
+__device__ inline float d_exp(float x) { return ::expf(x); }
+__device__ inline double d_exp(double x) { return ::exp(x); }
+__device__ inline float d_log(float x) { return ::logf(x); }
+__device__ inline double d_log(double x) { return ::log(x); }
+__device__ inline float d_tanh(float x) { return ::tanhf(x); }
+__device__ inline double d_tanh(double x) { return ::tanh(x); }
+__device__ inline float d_erf(float x) { return ::erff(x); }
+__device__ inline double d_erf(double x) { return ::erf(x); }
+__device__ inline float d_rsqrt(float x) { return 1.0f / ::sqrtf(x); }  // not rsqrtf: 2 ulp
+__device__ inline double d_rsqrt(double x) { return 1.0 / ::sqrt(x); }
 
 }  // namespace deepprompt::cuda

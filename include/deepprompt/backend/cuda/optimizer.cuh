@@ -81,15 +81,14 @@ inline constexpr int kNormBlocks = 128;
 // partial[block]: the block's sum of |x|^p (or max |x|, NaN-propagating, when p is infinite)
 // over a grid-stride share of x, in double.
 template <class T>
-__global__ void norm_partial_kernel(const T* x, index_t n, double p, double* partial) {
-  const bool inf = isinf(p);
+__global__ void norm_partial_kernel(const T* x, index_t n, double p, bool inf, double* partial) {
   double acc = 0;
   bool nan = false;
   for (index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<index_t>(blockDim.x) * gridDim.x) {
-    const double a = fabs(static_cast<double>(x[i]));
+    const double a = ::fabs(static_cast<double>(x[i]));
     if (!inf)
-      acc += p == 2 ? a * a : p == 1 ? a : pow(a, p);
+      acc += p == 2 ? a * a : p == 1 ? a : ::pow(a, p);
     else if (a != a)
       nan = true;
     else if (a > acc)
@@ -113,7 +112,7 @@ template <class T>
 double grad_norm_partial(const T* x, index_t n, double p) {
   if (n <= 0) return 0;
   Tensor<double, 1, Cuda> partial({optim_detail::kNormBlocks});
-  optim_detail::norm_partial_kernel<<<optim_detail::kNormBlocks, kThreads>>>(x, n, p, partial.data());
+  optim_detail::norm_partial_kernel<<<optim_detail::kNormBlocks, kThreads>>>(x, n, p, std::isinf(p), partial.data());
   check(cudaGetLastError(), "cuda::grad_norm_partial");
   std::vector<double> host(optim_detail::kNormBlocks);
   check(cudaMemcpy(host.data(), partial.data(), sizeof(double) * host.size(), cudaMemcpyDeviceToHost),

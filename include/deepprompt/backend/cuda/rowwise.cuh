@@ -12,7 +12,7 @@ namespace deepprompt::cuda {
 template <class T>
 __device__ T row_max(const T* x, index_t cols) {
   T m = -T(INFINITY);
-  for (index_t c = threadIdx.x; c < cols; c += blockDim.x) m = fmax(m, x[c]);
+  for (index_t c = threadIdx.x; c < cols; c += blockDim.x) m = ::fmax(m, x[c]);
   return block_max(m);
 }
 
