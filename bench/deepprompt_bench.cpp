@@ -6,8 +6,12 @@
 //       [--batch 8] [--seq 128] [--lengths a,b,...] [--layers 12] [--hidden 768] [--heads 12]
 //       [--ffn 3072] [--vocab 30522] [--prefix 100] [--labels 2] [--dropout 0.1] [--threads 2]
 //       [--dtype f32|bf16] [--runs 3] [--warmup 1] [--seed 0] [--unpadded 1]
-//       [--first-token-only 1] [--packed 0|1]
+//       [--first-token-only 1] [--packed 0|1] [--device cpu|cuda] [--tf32 0|1]
 //   (flags as "--name value" or "--name=value")
+// --device cuda (forward, ptv2-step; fp32, --tf32 1 for TF32 tensor cores): the model on the GPU
+// (bench/device_bench.hpp; the binary has it when configured with -DDEEPPROMPT_CUDA=ON). The
+// padded layout runs there (--unpadded and --first-token-only are host optimisations); the JSON
+// line adds the GPU's name and the device memory held. --threads still sets the host's threads.
 // --dtype bf16 (forward, infer-folded, ptv2-step): the backbone is frozen and its Linear weights
 // held in bfloat16 (nn/linear.hpp use_bf16_weights: AVX512-BF16 products, fp32 accumulation;
 // the prompt, the head and AdamW's state stay fp32).
@@ -54,6 +58,7 @@
 #include <vector>
 
 #include "bench_common.hpp"
+#include "device_bench.hpp"
 #include "flags.hpp"
 
 namespace {
@@ -72,6 +77,8 @@ struct Options {
   bool unpadded = true;
   bool first_token_only = true;  // ptv2-step, full-step: the loss reads [CLS] only (BertRun)
   int packed = -1;                // pre-packed frozen weights; -1: the workload's default
+  std::string device = "cpu";
+  bool tf32 = false;              // --device cuda: TF32 GEMMs
 };
 
 Options parse(int argc, char** argv) {
@@ -81,13 +88,26 @@ Options parse(int argc, char** argv) {
           "         [--batch N] [--seq N] [--lengths a,b,...] [--layers N] [--hidden N] [--heads N]\n"
           "         [--ffn N] [--vocab N] [--prefix N] [--labels N] [--dropout P] [--threads N]\n"
           "         [--dtype f32|bf16] [--runs N] [--warmup N] [--seed N] [--unpadded 0|1]\n"
-          "         [--first-token-only 0|1] [--packed 0|1]");
+          "         [--first-token-only 0|1] [--packed 0|1] [--device cpu|cuda] [--tf32 0|1]");
   shape_flags(f, o);
   f.choice("--workload", o.workload, {"forward", "ptv2-step", "full-step", "infer-folded", "gemm-peak"});
   f.integers("--lengths", o.lengths, 2).choice("--dtype", o.dtype, {"f32", "bf16"});
   f.boolean("--first-token-only", o.first_token_only);
   f.integer("--packed", o.packed, 0);
+  f.choice("--device", o.device, {"cpu", "cuda"}).boolean("--tf32", o.tf32);
   f.parse(argc, argv);
+  if (o.device == "cuda") {
+#ifndef DEEPPROMPT_BENCH_CUDA
+    f.usage("--device cuda: this deepprompt-bench was built without the CUDA backend (configure with "
+            "-DDEEPPROMPT_CUDA=ON)");
+#endif
+    if (o.workload != "forward" && o.workload != "ptv2-step")
+      f.usage("--device cuda runs the forward and ptv2-step workloads");
+    if (o.dtype != "f32" || o.packed == 1) f.usage("--device cuda: fp32 weights (--tf32 1 for tensor cores)");
+    o.packed = 0, o.unpadded = false, o.first_token_only = false;  // the padded layout on the device
+  } else if (o.tf32) {
+    f.usage("--tf32 is a --device cuda setting");
+  }
   if (o.packed > 1) f.usage("--packed takes 0 or 1");
   if (o.packed < 0) o.packed = o.workload == "forward" || o.workload == "infer-folded" ? 1 : 0;
   if (o.packed && (o.workload == "full-step" || o.dtype == "bf16"))
@@ -185,6 +205,18 @@ std::vector<double> run_step(const Options& o) {
   return time_calls(o, [&] { (void)tr.step(); });
 }
 
+#ifdef DEEPPROMPT_BENCH_CUDA
+/// The workload on the GPU (bench/device_bench.cu); `extra` gets the GPU's name and memory.
+std::vector<double> run_on_cuda(const Options& o, const Batch& in, json& extra) {
+  DeviceWorkload w;
+  w.workload = o.workload, w.cfg = bert_config(o), w.prefix = o.prefix, w.labels = o.labels;
+  w.dropout = o.dropout, w.tf32 = o.tf32, w.runs = o.runs, w.warmup = o.warmup, w.seed = o.seed;
+  const DeviceTimes t = run_cuda_workload(w, in.ids, in.mask, in.labels);
+  extra = json{{"gpu", t.device}, {"device_memory_mib", round3(t.memory_mib)}, {"tf32", o.tf32}};
+  return t.ms;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -200,13 +232,21 @@ int main(int argc, char** argv) {
       return 0;
     }
     const Batch in = make_batch(o);
-    const std::vector<double> ms =
-        o.workload == "forward" || o.workload == "infer-folded" ? run_inference(o, in) : run_step(o);
+    json device_info = json::object();
+    std::vector<double> ms;
+    if (o.device == "cuda") {
+#ifdef DEEPPROMPT_BENCH_CUDA
+      ms = run_on_cuda(o, in, device_info);
+#endif
+    } else {
+      ms = o.workload == "forward" || o.workload == "infer-folded" ? run_inference(o, in) : run_step(o);
+    }
     const Stats s = stats(ms);
     const double flops = useful_flops(o, in.lengths);
     json j;
     j["impl"] = "deepprompt";
     j["workload"] = o.workload;
+    j["device"] = o.device;
     j["ms_median"] = round3(s.median);
     j["ms_min"] = round3(s.min);
     j["ms_max"] = round3(s.max);
@@ -219,6 +259,7 @@ int main(int argc, char** argv) {
                   {"runs", o.runs}, {"warmup", o.warmup}, {"seed", o.seed}, {"unpadded", o.unpadded},
                   {"first_token_only", o.first_token_only}, {"packed", o.packed == 1},
                   {"omp_wait_policy", omp_wait_policy()}});
+    j.update(device_info);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   } catch (const std::exception& e) {

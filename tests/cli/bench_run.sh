@@ -30,7 +30,7 @@ bench = lines("bench.jsonl")
 if [b["workload"] for b in bench] != ["forward", "ptv2-step", "full-step", "infer-folded", "ptv2-step"]:
     bad.append("deepprompt-bench workloads: %s" % [b["workload"] for b in bench])
 for b in bench:
-    if not (b["ms_median"] > 0 and b["useful_gflop"] > 0 and b["peak_rss_mib"] > 0):
+    if not (b["ms_median"] > 0 and b["useful_gflop"] > 0 and b["peak_rss_mib"] > 0 and b["device"] == "cpu"):
         bad.append("deepprompt-bench %s: %s" % (b["workload"], b))
 for u in ("1", "0"):
     peft = {d["workload"]: d for d in lines("peft%s.jsonl" % u)}
@@ -53,5 +53,7 @@ sys.exit(1 if bad else 0)
 PYEOF
 
 "$BENCH" --workload nope 2>/dev/null; [ $? -eq 2 ] || fail "a bad workload does not exit 2"
+"$BENCH" --workload full-step --device cuda 2>/dev/null; [ $? -eq 2 ] || fail "--device cuda full-step does not exit 2"
+"$BENCH" --workload forward --tf32 1 2>/dev/null; [ $? -eq 2 ] || fail "--tf32 without --device cuda does not exit 2"
 "$PEFT" --batch x 2>/dev/null; [ $? -eq 2 ] || fail "a bad value does not exit 2"
 echo "bench_run: ok"
