@@ -14,6 +14,7 @@
 #include "bert_fixture.hpp"
 #include "bert_ptv2_steps.hpp"
 #include "deepprompt/models/bert.hpp"
+#include "deepprompt/peft/deep_prompt_bert.hpp"
 #include "host_device.hpp"
 
 namespace test_bert_device {
@@ -98,6 +99,60 @@ TEST_CASE("bert on a device: P-Tuning v2 training steps follow the host's") {
   CHECK(worst_rel(d.prompt, h.prompt) <= 1e-5);
   CHECK(std::abs(d.eval_after - h.eval_after) <= 1e-5);
   CHECK(h.eval_after < h.eval_before);  // it learns
+}
+
+// PromptedBert with DeepPrompt<..., D> (Prefix Tuning's projection, THUDM's prefix dropout):
+// two AdamW steps on the prompt, then the projection folded and served as constants. Returns
+// the training losses, the served last hidden state, and the prompt rows saved by save_peft.
+template <class D>
+std::vector<std::vector<float>> prompted_run(const fs::path& dir) {
+  dp::DeepPromptOptions po;
+  po.seed = 3, po.prefix_dropout = 0.1, po.projection = 16;
+  dp::PromptedBert model{Model<D>::from_pretrained(kDir), dp::DynamicDeepPrompt<float, D>({2, 3, 32}, po)};
+  static_assert(std::is_same_v<typename decltype(model)::device_type, D>);
+  model.bert.set_dropout(0.1, 0.1);
+  auto params = dp::trainable_parameters<float>(model);  // the projection's four tensors
+  CHECK(params.size() == 5);
+  dp::AdamW<float, D> opt(params, {.lr = 1e-2});
+  dp::Generator gen(9);
+  const auto input = ids("input_ids");
+  dp::Tensor<std::int64_t, 1> labels({input.extent(0)});
+  for (index_t b = 0; b < labels.size(); ++b) labels(b) = 3 * b % 32;
+  std::vector<std::vector<float>> r(1);
+  for (int step = 0; step < 2; ++step) {
+    auto out = model.forward(input, ids("attention_mask"), ids("token_type_ids"), {.training = true, .generator = &gen});
+    auto loss = dp::cross_entropy(out.pooler_output, labels);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    r[0].push_back(host_values(loss.value())[0]);
+  }
+  model.prompt.fold();
+  auto constants = model.freeze_constants();
+  dp::NoGradGuard no_grad;
+  r.push_back(host_values(dp::forward_with_prompt(model.bert, constants, input, ids("attention_mask"))
+                              .last_hidden_state.value()));
+  model.prompt.save_peft(dir);
+  r.push_back(host_values(dp::DynamicDeepPrompt<float>::load_peft(dir).prompt_embeddings->value()));
+  return r;
+}
+
+TEST_CASE("bert on a device: PromptedBert with a DeepPrompt (projection, prefix dropout) follows the host") {
+  const auto dir = temp_dir("device_prompt");
+  const auto d = prompted_run<HostDevice>(dir / "dev");
+  const auto h = prompted_run<dp::Cpu>(dir / "host");
+  fs::remove_all(dir);
+  REQUIRE(d.size() == 3);
+  for (std::size_t k = 0; k < d.size(); ++k) {
+    CAPTURE(k);
+    CHECK(worst_rel(d[k], h[k]) <= 1e-5);
+  }
+  // and the adapter saved from the device loads onto the device
+  auto host_prompt = dp::DynamicDeepPrompt<float>({2, 3, 32}, dp::DeepPromptOptions{.heads = 4, .seed = 4});
+  host_prompt.save_peft(dir / "again");
+  auto on_dev = dp::DynamicDeepPrompt<float, HostDevice>::load_peft(dir / "again");
+  CHECK(worst_rel(host_values(on_dev.prompt_embeddings->value()), host_values(host_prompt.prompt_embeddings->value())) == 0);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("bert on a device: copies between devices, checkpoints through the host") {

@@ -225,46 +225,51 @@ LoadReport load_state_dict(M& m, const StateDict<T>& sd, bool strict = true, std
 }
 
 /// Copies every parameter of `src` into the parameter of `dst` with the same full name, and its
-/// trainable flag, from one device to another (the host and a device, either way: the backend's
-/// upload / download; host to host: a copy). requires: the same names and shapes; throws one
-/// Error listing every difference otherwise, and copies nothing then.
+/// trainable flag, between the host and a device either way (the backend's upload / download;
+/// host to host: a copy). Works on any modules (each parameter's own device decides). requires:
+/// the same names and shapes, and no copy from one device straight to another; throws one Error
+/// listing every difference otherwise, and copies nothing then.
 template <class T, class Dst, class Src>
 void copy_parameters(Dst& dst, Src& src) {
-  using From = model_device_t<Src>;
-  using To = model_device_t<Dst>;
-  static_assert(std::is_same_v<From, Cpu> || std::is_same_v<To, Cpu>,
-                "copy_parameters: one of the two models must be on the host (Cpu)");
   struct Source {
     std::vector<index_t> shape;
     const T* data;
     bool trainable;
+    void (*fetch)(const T*, T*, index_t);  // device -> host copy; nullptr: data is host memory
   };
   std::map<std::string, Source, std::less<>> from;
   for_each_parameter(src, [&](const std::string& name, auto& p) {
-    from.emplace(name, Source{{p.shape().begin(), p.shape().end()}, p.value().data(), p.trainable()});
+    using PD = typename std::remove_cvref_t<decltype(p.value())>::device_type;
+    void (*fetch)(const T*, T*, index_t) = nullptr;
+    if constexpr (!std::is_same_v<PD, Cpu>) fetch = +[](const T* d, T* h, index_t n) { download(PD{}, d, h, n); };
+    from.emplace(name, Source{{p.shape().begin(), p.shape().end()}, p.value().data(), p.trainable(), fetch});
   });
   LoadReport rep;
+  std::map<std::string, bool, std::less<>> seen;
   for_each_parameter(dst, [&](const std::string& name, auto& p) {
+    using PD = typename std::remove_cvref_t<decltype(p.value())>::device_type;
+    seen[name] = true;
     auto it = from.find(name);
     if (it == from.end())
       rep.missing.push_back(name);
     else if (!std::equal(it->second.shape.begin(), it->second.shape.end(), p.shape().begin(), p.shape().end()))
       rep.mismatched.push_back(name + " " + shape_str(it->second.shape) + " vs " + shape_str(p.shape()));
+    else if (!std::is_same_v<PD, Cpu> && it->second.fetch)
+      rep.mismatched.push_back(name + " (from one device to another: copy through the host)");
   });
-  std::map<std::string, bool, std::less<>> used;
-  for_each_parameter(dst, [&](const std::string& name, auto&) { used[name] = true; });
   for (const auto& [name, _] : from)
-    if (!used.contains(name)) rep.unexpected.push_back(name);
+    if (!seen.contains(name)) rep.unexpected.push_back(name);
   if (!rep.ok()) throw Error("copy_parameters: the two models differ:" + rep.str());
   for_each_parameter(dst, [&](const std::string& name, auto& p) {
+    using PD = typename std::remove_cvref_t<decltype(p.value())>::device_type;
     const Source& s = from.find(name)->second;
     T* out = p.value().data();
-    if constexpr (std::is_same_v<From, Cpu> && std::is_same_v<To, Cpu>)
-      std::copy_n(s.data, p.size(), out);
-    else if constexpr (std::is_same_v<From, Cpu>)
-      upload(To{}, s.data, out, p.size());
+    if constexpr (!std::is_same_v<PD, Cpu>)
+      upload(PD{}, s.data, out, p.size());
+    else if (s.fetch)
+      s.fetch(s.data, out, p.size());
     else
-      download(From{}, s.data, out, p.size());
+      std::copy_n(s.data, p.size(), out);
     p.set_trainable(s.trainable);
   });
 }

@@ -89,10 +89,11 @@ struct PromptRun {
 
 /// A trained prompt's per-layer keys and values as constants (no tape), for serving.
 /// layers[l]: (H, P_l, D) shared by the batch, or empty (no prompt on layer l).
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct PromptConstants {
   using value_type = T;
-  std::vector<KVPrefix<T>> layers;
+  using device_type = Dev;
+  std::vector<KVPrefix<T, Dev>> layers;
   bool shift = true;  // HF's position shift by layers[0]'s length
 
   index_t num_layers() const { return static_cast<index_t>(layers.size()); }
@@ -100,7 +101,7 @@ struct PromptConstants {
   // The interface of a prompt, so that the model's forward takes constants like a prompt:
   bool shift_positions() const { return shift; }
   /// The per-layer prefixes (the run is ignored: constants have no dropout).
-  const std::vector<KVPrefix<T>>& prefixes(const PromptRun& = {}) const { return layers; }
+  const std::vector<KVPrefix<T, Dev>>& prefixes(const PromptRun& = {}) const { return layers; }
 };
 
 namespace peft_detail {
@@ -152,16 +153,18 @@ struct PeftSaveOptions {
 
 namespace detail {
 
-/// The code shared by every DeepPrompt<Layers, Tokens, Hidden, T>: sizes live here at run time.
-template <class T>
+/// The code shared by every DeepPrompt<Layers, Tokens, Hidden, T, Dev>: sizes live here at run
+/// time. Dev: where the prompt's parameters live (initialised on the host, then copied).
+template <class T, DevicePolicy Dev>
 class DeepPromptImpl {
  public:
   using value_type = T;
+  using device_type = Dev;
 
   /// (Tokens, Layers * 2 * Hidden); absent while the prompt is reparameterised.
-  std::optional<Parameter<T, 2>> prompt_embeddings;
+  std::optional<Parameter<T, 2, Dev>> prompt_embeddings;
   /// The reparameterisation, while not folded.
-  std::optional<PrefixProjection<T>> projection;
+  std::optional<PrefixProjection<T, Dev>> projection;
   Generator generator;  // prefix dropout's default stream
 
   index_t layers() const { return layers_; }
@@ -190,7 +193,7 @@ class DeepPromptImpl {
   }
 
   /// The prompt rows (Tokens, Layers * 2 * Hidden): prompt_embeddings, or the projection's output.
-  Var<T, 2> rows() const {
+  Var<T, 2, Dev> rows() const {
     if (projection) return projection->forward();
     return prompt_embeddings->var();
   }
@@ -199,9 +202,9 @@ class DeepPromptImpl {
   /// (B, H, P, D) when training with prefix dropout. The list is this prompt's own and is
   /// rewritten by the next call (reusing its memory: a warmed-up step allocates nothing here);
   /// copy it to keep it across calls.
-  const std::vector<KVPrefix<T>>& prefixes(const PromptRun& run = {}) {
+  const std::vector<KVPrefix<T, Dev>>& prefixes(const PromptRun& run = {}) {
     require_heads("prefixes");
-    const Var<T, 2> r = rows();
+    const Var<T, 2, Dev> r = rows();
     if (run.training && opt_.prefix_dropout > 0.0) {
       Generator& gen = run.generator ? *run.generator : generator;
       kv_prefixes_into(prefixes_, dropout(repeat_rows(r, run.batch), static_cast<T>(opt_.prefix_dropout), gen, true),
@@ -217,10 +220,10 @@ class DeepPromptImpl {
   void fold() {
     if (!projection) return;
     const bool trainable = projection->embedding.trainable();
-    Tensor<T, 2> folded;
+    Tensor<T, 2, Dev> folded;
     {
       NoGradGuard no_grad;
-      folded = projection->forward().value().clone();
+      folded = copy_of(projection->forward().value());
     }
     folded_from_ = projection->first.out_features();
     projection.reset();
@@ -229,11 +232,11 @@ class DeepPromptImpl {
 
   /// Every layer's keys and values as constants, computed once without a tape (the projection
   /// evaluated, no dropout); independent of later changes to the prompt.
-  PromptConstants<T> freeze_constants() const {
+  PromptConstants<T, Dev> freeze_constants() const {
     require_heads("freeze_constants");
     NoGradGuard no_grad;
-    PromptConstants<T> c;
-    c.layers = kv_prefixes(Var<T, 2>(rows().value().clone()), layers_, opt_.heads);
+    PromptConstants<T, Dev> c;
+    c.layers = kv_prefixes(Var<T, 2, Dev>(copy_of(rows().value())), layers_, opt_.heads);
     c.shift = opt_.shift_positions;
     return c;
   }
@@ -244,10 +247,10 @@ class DeepPromptImpl {
   void save_peft(const std::filesystem::path& dir, const PeftSaveOptions& o = {}) const {
     require_heads("save_peft");
     std::filesystem::create_directories(dir);
-    Tensor<T, 2> rows_now;
+    Tensor<T, 2> rows_now;  // on the host
     {
       NoGradGuard no_grad;
-      rows_now = rows().value();
+      rows_now = to_host(rows().value());
     }
     std::vector<TensorEntry> entries{entry("prompt_embeddings", rows_now)};
     entries.insert(entries.end(), o.extra.begin(), o.extra.end());
@@ -309,11 +312,29 @@ class DeepPromptImpl {
       };
       p.first = make(opt_.projection, hidden_);
       p.second = make(width, opt_.projection);
-      projection.emplace(std::move(p));
+      if constexpr (std::is_same_v<Dev, Cpu>) {
+        projection.emplace(std::move(p));
+      } else {  // the same values on the device
+        Generator unused(0);
+        projection.emplace();
+        projection->embedding = Parameter<T, 2, Dev>("embedding.weight", Tensor<T, 2, Dev>({tokens_, hidden_}));
+        projection->first = Linear<T, Dev>(opt_.projection, hidden_, true, unused);
+        projection->second = Linear<T, Dev>(width, opt_.projection, true, unused);
+        copy_parameters<T>(*projection, p);
+      }
     } else {
-      prompt_embeddings.emplace("prompt_embeddings", Tensor<T, 2>({tokens_, width}));
-      peft_detail::init_prompt(prompt_embeddings->value(), opt_, gen);
+      Tensor<T, 2> rows0({tokens_, width});
+      peft_detail::init_prompt(rows0, opt_, gen);
+      prompt_embeddings.emplace("prompt_embeddings", copy_to<Dev>(rows0));
     }
+  }
+
+  /// A copy of t in new memory on Dev.
+  static Tensor<T, 2, Dev> copy_of(const Tensor<T, 2, Dev>& t) {
+    if constexpr (std::is_same_v<Dev, Cpu>)
+      return t.clone();
+    else
+      return copy_to<Dev>(to_host(t));  // through the host: a one-off
   }
 
   void require_heads(const char* what) const {
@@ -326,21 +347,22 @@ class DeepPromptImpl {
   index_t layers_ = 0, tokens_ = 0, hidden_ = 0;
   DeepPromptOptions opt_;
   index_t folded_from_ = 0;
-  std::vector<KVPrefix<T>> prefixes_;  // prefixes()'s result, reused
+  std::vector<KVPrefix<T, Dev>> prefixes_;  // prefixes()'s result, reused
 };
 
 }  // namespace detail
 
 /// P-Tuning v2's deep prompt: `Tokens` key and `Tokens` value vectors per layer, for a model of
 /// `Layers` layers and hidden size `Hidden`. Any extent may be `dynamic` (given at run time in
-/// PromptSizes); the code is shared.
-template <index_t Layers, index_t Tokens, index_t Hidden, class T = float>
-class DeepPrompt : public detail::DeepPromptImpl<T> {
+/// PromptSizes); the code is shared. Dev: where its parameters live (Cpu by default; the same
+/// initial values on every device).
+template <index_t Layers, index_t Tokens, index_t Hidden, class T = float, DevicePolicy Dev = Cpu>
+class DeepPrompt : public detail::DeepPromptImpl<T, Dev> {
   static_assert(Layers == dynamic || Layers > 0, "DeepPrompt<Layers, Tokens, Hidden>: Layers must be positive (or dynamic)");
   static_assert(Tokens == dynamic || Tokens > 0, "DeepPrompt<Layers, Tokens, Hidden>: Tokens must be positive (or dynamic)");
   static_assert(Hidden == dynamic || Hidden > 0, "DeepPrompt<Layers, Tokens, Hidden>: Hidden must be positive (or dynamic)");
   static_assert(std::is_floating_point_v<T>, "DeepPrompt<..., T>: T must be float or double");
-  using Impl = detail::DeepPromptImpl<T>;
+  using Impl = detail::DeepPromptImpl<T, Dev>;
 
  public:
   static constexpr index_t static_layers = Layers, static_tokens = Tokens, static_hidden = Hidden;
@@ -423,7 +445,13 @@ class DeepPrompt : public detail::DeepPromptImpl<T> {
       throw FormatError(detail::cat("adapter '", st_path.string(), "': prompt_embeddings has shape ",
                                     shape_str(info.shape), ", but the config says ", shape_str(want),
                                     " (num_virtual_tokens, num_layers * 2 * token_dim)"));
-    file.load_into("prompt_embeddings", p.prompt_embeddings->value());
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      file.load_into("prompt_embeddings", p.prompt_embeddings->value());
+    } else {
+      Tensor<T, 2> rows({s.tokens, s.layers * 2 * s.hidden});
+      file.load_into("prompt_embeddings", rows);
+      upload(Dev{}, static_cast<const T*>(rows.data()), p.prompt_embeddings->value().data(), rows.size());
+    }
     if (j.contains("prefix_projection") && j["prefix_projection"] == true && j.contains("encoder_hidden_size") &&
         j["encoder_hidden_size"].is_number_integer())
       p.folded_from_ = j["encoder_hidden_size"].template get<index_t>();
@@ -438,7 +466,7 @@ class DeepPrompt : public detail::DeepPromptImpl<T> {
 };
 
 /// A DeepPrompt whose sizes are all known only at run time.
-template <class T = float>
-using DynamicDeepPrompt = DeepPrompt<dynamic, dynamic, dynamic, T>;
+template <class T = float, DevicePolicy Dev = Cpu>
+using DynamicDeepPrompt = DeepPrompt<dynamic, dynamic, dynamic, T, Dev>;
 
 }  // namespace deepprompt

@@ -40,11 +40,13 @@ namespace deepprompt {
 
 /// Checks that `prompt` fits `bert` (layer count and hidden size: at compile time when both are
 /// static, otherwise ShapeError naming both) and gives the prompt the model's number of heads.
-template <class Cfg, class T, class Prompt>
-void attach(const Bert<Cfg, T>& bert, Prompt& prompt) {
+template <class Cfg, class T, class Dev, class Prompt>
+void attach(const Bert<Cfg, T, Dev>& bert, Prompt& prompt) {
   using P = std::remove_cvref_t<Prompt>;
   static_assert(std::is_same_v<typename P::value_type, T>,
                 "attach: the prompt's element type (DeepPrompt<..., T>) differs from the model's (Bert<Cfg, T>)");
+  static_assert(std::is_same_v<model_device_t<P>, Dev>,
+                "attach: the prompt's device (DeepPrompt<..., T, Dev>) differs from the model's (Bert<Cfg, T, Dev>)");
   if constexpr (Cfg::is_static) static_assert(peft_detail::static_check<P, Cfg::layers, Cfg::hidden>());
   if constexpr (requires { prompt.hidden(); }) {
     peft_detail::check_fits(prompt.layers(), prompt.hidden(), bert.cfg.layers, bert.cfg.hidden, "BERT model");
@@ -57,8 +59,8 @@ void attach(const Bert<Cfg, T>& bert, Prompt& prompt) {
 
 /// Bert::forward with the prompt's per-layer prefixes (and its position-shift setting). The run's
 /// training flag and generator also drive the prompt's dropout.
-template <class Cfg, class T, class Prompt>
-BertOutput<T> forward_with_prompt(Bert<Cfg, T>& bert, Prompt& prompt, const Tensor<std::int64_t, 2>& input_ids,
+template <class Cfg, class T, class Dev, class Prompt>
+BertOutput<T, Dev> forward_with_prompt(Bert<Cfg, T, Dev>& bert, Prompt& prompt, const Tensor<std::int64_t, 2>& input_ids,
                                   const Tensor<std::int64_t, 2>& attention_mask = {},
                                   const Tensor<std::int64_t, 2>& token_type_ids = {}, BertRun run = {}) {
   attach(bert, prompt);
@@ -73,28 +75,30 @@ BertOutput<T> forward_with_prompt(Bert<Cfg, T>& bert, Prompt& prompt, const Tens
 
 /// A BERT backbone with its prompt, owned together. The constructor checks that they fit
 /// (a compile error for static sizes that differ) and, by default, freezes the backbone
-/// (pooler included): only the prompt trains.
+/// (pooler included): only the prompt trains. The device is the prompt's (DeepPrompt<..., T,
+/// Dev>): Bert<Cfg, T, Dev> and the prompt live on it together.
 template <class Cfg, class Prompt, class T = typename Prompt::value_type>
 class PromptedBert {
  public:
   using value_type = T;
-  Bert<Cfg, T> bert;
+  using device_type = model_device_t<Prompt>;
+  Bert<Cfg, T, device_type> bert;
   Prompt prompt;
 
-  PromptedBert(Bert<Cfg, T> backbone, Prompt p, bool freeze_backbone = true)
+  PromptedBert(Bert<Cfg, T, device_type> backbone, Prompt p, bool freeze_backbone = true)
       : bert(std::move(backbone)), prompt(std::move(p)) {
     attach(bert, prompt);
     if (freeze_backbone) freeze(bert);
   }
 
   /// See Bert::forward; the prompt's prefixes are added.
-  BertOutput<T> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
+  BertOutput<T, device_type> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
                         const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {}) {
     return forward_with_prompt(bert, prompt, input_ids, attention_mask, token_type_ids, run);
   }
 
   /// The prompt's per-layer constants, for serving (needs no tape).
-  PromptConstants<T> freeze_constants() const {
+  PromptConstants<T, device_type> freeze_constants() const {
     if constexpr (requires { prompt.freeze_constants(bert); })
       return prompt.freeze_constants(bert);
     else
@@ -108,8 +112,8 @@ class PromptedBert {
   }
 };
 
-template <class Cfg, class T, class Prompt>
-PromptedBert(Bert<Cfg, T>, Prompt, bool = true) -> PromptedBert<Cfg, Prompt, T>;
+template <class Cfg, class T, class Dev, class Prompt>
+PromptedBert(Bert<Cfg, T, Dev>, Prompt, bool = true) -> PromptedBert<Cfg, Prompt, T>;
 
 // --- the hidden-state form -------------------------------------------------------------------------
 

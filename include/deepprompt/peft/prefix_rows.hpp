@@ -68,21 +68,21 @@ std::vector<KVPrefix<T, Dev>> kv_prefixes(const Var<T, R, Dev>& rows, index_t la
 
 /// Prefix tuning's reparameterisation: second(tanh(first(embedding))).
 /// embedding: (P, C); w0: (M, C), b0: (M); w2: (N, M), b2: (N) -> (P, N).
-template <class T>
-Var<T, 2> prefix_projection(const Var<T, 2>& embedding, const Var<T, 2>& w0, const Var<T, 1>& b0, const Var<T, 2>& w2,
-                            const Var<T, 1>& b2) {
+template <class T, class Dev>
+Var<T, 2, Dev> prefix_projection(const Var<T, 2, Dev>& embedding, const Var<T, 2, Dev>& w0, const Var<T, 1, Dev>& b0,
+                                 const Var<T, 2, Dev>& w2, const Var<T, 1, Dev>& b2) {
   return linear(deepprompt::tanh(linear(embedding, w0, b0)), w2, b2);
 }
 
 /// PEFT's PrefixEncoder with prefix_projection: embedding (Tokens, Hidden), transform.0
 /// Linear(Hidden, M), tanh, transform.2 Linear(M, 2 * Layers * Hidden).
-template <class T = float>
+template <class T = float, DevicePolicy Dev = Cpu>
 struct PrefixProjection {
-  Parameter<T, 2> embedding;  // (P, C)
-  Linear<T> first;            // transform.0: weight (M, C), bias (M)
-  Linear<T> second;           // transform.2: weight (N, M), bias (N)
+  Parameter<T, 2, Dev> embedding;  // (P, C)
+  Linear<T, Dev> first;            // transform.0: weight (M, C), bias (M)
+  Linear<T, Dev> second;           // transform.2: weight (N, M), bias (N)
 
-  Var<T, 2> forward() const {  // -> (P, N)
+  Var<T, 2, Dev> forward() const {  // -> (P, N)
     return prefix_projection(embedding.var(), first.weight.var(), first.bias->var(), second.weight.var(),
                              second.bias->var());
   }
