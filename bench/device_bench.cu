@@ -8,11 +8,10 @@
 #include <cstdio>
 
 #include "deepprompt/backend/cuda/kernels.cuh"
-#include "deepprompt/core/init.hpp"
 #include "deepprompt/models/bert.hpp"
 #include "deepprompt/ops/cross_entropy.hpp"
 #include "deepprompt/ops/dropout.hpp"
-#include "deepprompt/peft/prefix_rows.hpp"
+#include "deepprompt/peft/deep_prompt_bert.hpp"
 #include "deepprompt/train/optimizer.hpp"
 
 namespace bench {
@@ -55,22 +54,23 @@ DeviceTimes run_cuda_workload(const DeviceWorkload& w, const dp::Tensor<std::int
     dp::NoGradGuard no_grad;
     out.ms = time_device_calls(w, [&] { (void)bert.forward(ids, mask, {}, run); });
   } else if (w.workload == "ptv2-step") {
-    dp::freeze(bert);
-    const index_t L = w.cfg.layers, H = w.cfg.heads, C = w.cfg.hidden, B = ids.extent(0);
-    dp::Generator init(w.seed + 5), head_gen(w.seed + 3), gen(w.seed + 4);
-    dp::Tensor<float, 2> rows0({w.prefix, L * 2 * C});  // PEFT's prompt embedding: N(0, 1)
-    dp::init::normal(rows0, 0.0, 1.0, init);
-    dp::Parameter<float, 2, Cuda> prompt("prompt_encoder.embedding.weight", dp::copy_to<Cuda>(rows0));
-    dp::Linear<float, Cuda> head(w.labels, C, true, head_gen, 0.02);
+    // the host's ptv2-step (bench_common.hpp's Trainer) with DeepPrompt<..., Cuda>: the same seeds
+    dp::DeepPromptOptions po;
+    po.seed = w.seed + 5;
+    const index_t C = w.cfg.hidden;
+    dp::PromptedBert model{std::move(bert), dp::DynamicDeepPrompt<float, Cuda>({w.cfg.layers, w.prefix, C}, po)};
+    dp::Generator head_gen(w.seed + 3), gen(w.seed + 4);
     const dp::Dropout head_dropout(w.dropout);
-    std::vector<dp::ParamRef<float, Cuda>> params{prompt, head.weight, *head.bias};
+    dp::Linear<float, Cuda> head(w.labels, C, true, head_gen, 0.02);
+    auto params = dp::trainable_parameters<float>(model);
+    params.push_back(head.weight);
+    params.push_back(*head.bias);
     dp::AdamW<float, Cuda> opt(dp::split_weight_decay(params), {.lr = 1e-2, .weight_decay = 0.01});
     run.training = true;
     run.generator = &gen;
     out.ms = time_device_calls(w, [&] {
       opt.zero_grad();
-      const auto rows = dp::dropout(dp::repeat_rows(prompt.var(), B), static_cast<float>(w.dropout), gen, true);
-      auto o = bert.forward(ids, mask, {}, run, dp::kv_prefixes(rows, L, H));
+      auto o = model.forward(ids, mask, {}, run);
       auto loss = dp::cross_entropy(head(head_dropout.forward(o.pooler_output, &gen, true)), labels);
       loss.backward();
       opt.step();

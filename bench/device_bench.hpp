@@ -4,12 +4,12 @@
 // project is configured with DEEPPROMPT_CUDA=ON and linked into deepprompt-bench
 // (DEEPPROMPT_BENCH_CUDA is then defined); this header is all the host side sees.
 //
-// ptv2-step on the device: the backbone frozen, prompt rows (prefix, L * 2 * C) as per-layer
-// key/value prefixes (PEFT's layout, peft/prefix_rows.hpp) with prefix dropout per example,
-// hidden and attention dropout, the classification head (dropout, Linear), cross-entropy,
-// backward, AdamW (lr 1e-2, weight decay 0.01, its state on the GPU) — the computation of the
-// host's ptv2-step (bench/bench_common.hpp's Trainer) on the padded layout. Every timed call
-// ends with a device synchronisation.
+// ptv2-step on the device: PromptedBert with a DynamicDeepPrompt<float, Cuda> of --prefix
+// tokens (the backbone frozen), hidden and attention dropout, the classification head (dropout,
+// Linear), cross-entropy, backward, AdamW (lr 1e-2, weight decay 0.01, its state on the GPU):
+// the host's ptv2-step (bench/bench_common.hpp's Trainer) with the same seeds, changed only in
+// the device argument, on the padded layout. Every timed call ends with a device
+// synchronisation.
 #include <cstdint>
 #include <string>
 #include <vector>
