@@ -144,6 +144,10 @@ template <class... A>
 void gemm(HostDevice, A&&... a) {
   deepprompt::gemm(deepprompt::Cpu{}, std::forward<A>(a)...);
 }
+template <class... A>
+void gemm_batched(HostDevice, A&&... a) {
+  deepprompt::gemm_batched(deepprompt::Cpu{}, std::forward<A>(a)...);
+}
 
 template <class... A>
 void exp(HostDevice, A&&... a) {
@@ -241,6 +245,48 @@ void permute_copy(HostDevice, bool accumulate, const std::array<index_t, R>& sha
   }
 }
 
+// the LSTM gates' contract (backend/cuda/lstm.cuh), per (row, unit)
+template <class T>
+void lstm_gates(HostDevice, T* act, const T* c0, T* c1, T* h1, index_t B, index_t Hd) {
+  const auto sig = [](T x) { return T(1) / (T(1) + std::exp(-x)); };
+  for (index_t j = 0; j < B * Hd; ++j) {
+    T* a = act + j / Hd * 4 * Hd;
+    const index_t u = j % Hd;
+    const T i = a[u] = sig(a[u]), f = a[Hd + u] = sig(a[Hd + u]);
+    const T g = a[2 * Hd + u] = std::tanh(a[2 * Hd + u]), o = a[3 * Hd + u] = sig(a[3 * Hd + u]);
+    c1[j] = f * c0[j] + i * g;
+    h1[j] = o * std::tanh(c1[j]);
+  }
+}
+template <class T>
+void lstm_gates_backward(HostDevice, const T* act, const T* c0, const T* c1, const T* dh, const T* dc, T* dc0,
+                         T* dgates, index_t B, index_t Hd) {
+  for (index_t j = 0; j < B * Hd; ++j) {
+    const T* a = act + j / Hd * 4 * Hd;
+    const index_t u = j % Hd;
+    const T i = a[u], f = a[Hd + u], g = a[2 * Hd + u], o = a[3 * Hd + u], tc = std::tanh(c1[j]);
+    const T gh = dh ? dh[j] : T(0), gc = (dc ? dc[j] : T(0)) + gh * o * (T(1) - tc * tc);
+    if (dc0) dc0[j] += gc * f;
+    if (!dgates) continue;
+    T* dg = dgates + j / Hd * 4 * Hd;
+    dg[u] = gc * g * i * (T(1) - i), dg[Hd + u] = gc * c0[j] * f * (T(1) - f);
+    dg[2 * Hd + u] = gc * i * (T(1) - g * g), dg[3 * Hd + u] = gh * tc * o * (T(1) - o);
+  }
+}
+// the reductions' contract (backend/cuda/reduce.cuh): x (outer, n, inner), in double
+template <class T>
+void sum_axis(HostDevice, const T* x, T* y, index_t outer, index_t n, index_t inner, double scale) {
+  for (index_t o = 0; o < outer; ++o)
+    for (index_t i = 0; i < inner; ++i) {
+      double s = 0;
+      for (index_t k = 0; k < n; ++k) s += static_cast<double>(x[(o * n + k) * inner + i]);
+      y[o * inner + i] = static_cast<T>(s * scale);
+    }
+}
+template <class T>
+void sum_axis_backward(HostDevice, const T* dy, T* dx, index_t outer, index_t n, index_t inner, T scale) {
+  for (index_t j = 0; j < outer * n * inner; ++j) dx[j] += scale * dy[j / (n * inner) * inner + j % inner];
+}
 // the optimisers' contract (backend/optimizer_args.hpp), element by element as the CUDA kernels
 template <class T>
 void adam_update(HostDevice, const deepprompt::AdamUpdate<T>& u) {

@@ -22,7 +22,10 @@
 #include "deepprompt/ops/dropout.hpp"
 #include "deepprompt/ops/embedding.hpp"
 #include "deepprompt/ops/linear.hpp"
+#include "deepprompt/ops/lstm.hpp"
+#include "deepprompt/ops/matmul.hpp"
 #include "deepprompt/ops/norm.hpp"
+#include "deepprompt/ops/reduce.hpp"
 #include "deepprompt/ops/shape.hpp"
 #include "deepprompt/ops/softmax.hpp"
 #include "host_device.hpp"
@@ -59,6 +62,14 @@ TEST_CASE("device path: element-wise, row-wise and shape ops agree with the host
   check_op([](auto v) { return dp::slice(v, 2, 60, 67); }, 0, x);
   check_op([](auto v) { return dp::slice(v, 0, 1, 2) * 3.0f; }, 0, x);   // a view
   check_op([](auto v) { return dp::repeat_rows(dp::reshape(v, Shape<2>{15, 67}), 4); }, 0, x);
+  check_op([](auto u, auto v) { return dp::concat({u, v * 2.0f, u}, 1); }, 0, x, rnd(Shape<3>{3, 2, 67}, 8));
+  check_op([](auto u, auto v) { return dp::concat({v, u}, -1); }, 0, x, rnd(Shape<3>{3, 5, 9}, 9));
+  // reductions: a double accumulator in another order, so within float rounding of the sum
+  check_op([](auto v) { return dp::sum(v) * 1.0f; }, 1e-6, x);
+  check_op([](auto v) { return dp::mean(v) * 1.0f; }, 1e-6, x);
+  check_op([](auto v) { return dp::sum(v, 1); }, 1e-6, x);
+  check_op([](auto v) { return dp::mean(v, -1); }, 1e-6, x);
+  check_op([](auto v) { return dp::sum(v, 0); }, 1e-6, x);
   check_op([](auto v) {
     dp::Generator gen(5, 9);
     return dp::dropout(v, 0.25f, gen, true);
@@ -85,6 +96,21 @@ TEST_CASE("device path: linear, embedding and cross-entropy agree with the host"
   const auto w = rnd(Shape<2>{10, 24}, 8);
   const auto b = rnd(Shape<1>{10}, 9);
   check_op([](auto u, auto v, auto c) { return dp::linear(u, v, c); }, 0, x, w, b);
+  const auto m1 = rnd(Shape<2>{7, 12}, 21), m2 = rnd(Shape<2>{9, 12}, 22);
+  check_op([](auto u, auto v) { return dp::matmul(u, v, dp::Trans::No, dp::Trans::Yes); }, 0, m1, m2);
+  const auto b1 = rnd(Shape<3>{3, 12, 7}, 23), b2 = rnd(Shape<3>{3, 12, 5}, 24);
+  check_op([](auto u, auto v) { return dp::matmul(u, v, dp::Trans::Yes, dp::Trans::No); }, 0, b1, b2);
+  // P-Tuning v1's LSTM cell: the gates through the device's lstm_gates kernels
+  const auto lx = rnd(Shape<2>{3, 5}, 25), lh = rnd(Shape<2>{3, 4}, 26), lc = rnd(Shape<2>{3, 4}, 27);
+  const auto wih = rnd(Shape<2>{16, 5}, 28), whh = rnd(Shape<2>{16, 4}, 29);
+  const auto bih = rnd(Shape<1>{16}, 30), bhh = rnd(Shape<1>{16}, 31);
+  check_op([](auto x, auto h, auto c, auto wi, auto wh, auto bi, auto bh) {
+    const auto s = dp::lstm_cell(x, h, c, wi, wh, bi, bh);
+    return s.h * 2.0f + s.c;
+  }, 1e-6, lx, lh, lc, wih, whh, bih, bhh);
+  check_op([](auto x, auto h, auto c, auto wi, auto wh, auto bi, auto bh) {
+    return dp::lstm_cell(x, h, c, wi, wh, bi, bh).h;  // no gradient reaches c'
+  }, 1e-6, lx, lh, lc, wih, whh, bih, bhh);
   const auto table = rnd(Shape<2>{20, 6}, 10);
   const auto ids = dp::Tensor<std::int64_t, 2>::from({2, 4}, {3, 0, 3, 19, 7, 0, 7, 7});
   check_op([&](auto t) { return dp::embedding(t, ids, 0); }, 0, table);

@@ -1,5 +1,5 @@
 #pragma once
-// concat and slice along any axis.
+// concat and slice along any axis, on any device.
 //
 // Seen around the axis, a tensor of shape (outer..., n, inner...) is `outer` rows of
 // n * inner contiguous elements; concatenating is copying each input's row piece into the
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../autodiff/var.hpp"
@@ -26,6 +27,15 @@ void concat_outer_inner(const Shape<R>& s, std::size_t axis, index_t& outer, ind
   inner = 1;
   for (std::size_t i = 0; i < axis; ++i) outer *= s[i];
   for (std::size_t i = axis + 1; i < R; ++i) inner *= s[i];
+}
+
+// On a device (its permute_copy kernel over (outer, width) pieces of rows of `row` elements):
+// scatter: rows[o * row + j] += piece[o * width + j]; gather: piece[o * width + j] = rows[...].
+template <class D, class T>
+void device_row_pieces(bool scatter, T* rows, index_t row, T* piece, index_t width, index_t outer) {
+  if (width > 0 && outer > 0)
+    permute_copy(D{}, scatter, std::array<index_t, 2>{outer, width}, std::array<index_t, 2>{row, 1}, std::size_t{1},
+                 width, outer * width, rows, piece);
 }
 
 // For each of `outer` rows: dst[o * dst_row + dst_off, + width) = / += src[o * src_row + src_off, + width).
@@ -50,9 +60,9 @@ void concat_copy_pieces(const T* src, index_t src_row, index_t src_off, T* dst, 
 }
 
 // Where one input of a concat goes; an array of these lives in the tape's arena.
-template <class T, std::size_t R>
+template <class T, std::size_t R, class D>
 struct ConcatPart {
-  VarNode<T, R>* node;  // nullptr: needs no gradient
+  VarNode<T, R, D>* node;  // nullptr: needs no gradient
   index_t offset;       // in elements, within an output row
   index_t width;        // elements per row of this input
 };
@@ -61,9 +71,9 @@ struct ConcatPart {
 
 /// The inputs joined along `axis`; every other extent must match. y's extent along the axis
 /// is the sum of the inputs'. Throws ShapeError naming "concat" and the first mismatching
-/// pair of shapes, or for no inputs or a bad axis.
-template <class T, std::size_t R>
-Var<T, R> concat(std::span<const Var<T, R>> xs, int axis) {
+/// pair of shapes, or for no inputs or a bad axis. On any device.
+template <class T, std::size_t R, class D>
+Var<T, R, D> concat(std::span<const Var<T, R, D>> xs, int axis) {
   static_assert(R >= 1, "concat: the inputs need at least one axis");
   if (xs.empty()) throw ShapeError("concat: no inputs");
   const Shape<R>& first = xs[0].shape();
@@ -83,16 +93,20 @@ Var<T, R> concat(std::span<const Var<T, R>> xs, int axis) {
   index_t outer, inner;
   detail::concat_outer_inner(ys, ax, outer, inner);
   const index_t row = ys[ax] * inner;  // y: (outer, row)
-  Tensor<T, R> y(ys);
+  constexpr bool host = std::is_same_v<D, Cpu>;
+  Tensor<T, R, D> y = host ? Tensor<T, R, D>(ys) : filled<T, R, D>(ys, T(0));  // a device adds the pieces in
   index_t off = 0;
   for (const auto& x : xs) {
     const index_t w = x.shape()[ax] * inner;
-    detail::concat_copy_pieces<false>(x.value().data(), w, 0, y.data(), row, off, w, outer);
+    if constexpr (host)
+      detail::concat_copy_pieces<false>(x.value().data(), w, 0, y.data(), row, off, w, outer);
+    else
+      detail::device_row_pieces<D>(true, y.data() + off, row, x.value().data(), w, outer);
     off += w;
   }
-  auto out = Var<T, R>::result(y, needs_grad);
+  auto out = Var<T, R, D>::result(y, needs_grad);
   if (out.requires_grad()) {
-    using Part = detail::ConcatPart<T, R>;
+    using Part = detail::ConcatPart<T, R, D>;
     const std::size_t n = xs.size();
     auto* parts = static_cast<Part*>(tape().arena().allocate(n * sizeof(Part), alignof(Part)));
     off = 0;
@@ -101,30 +115,38 @@ Var<T, R> concat(std::span<const Var<T, R>> xs, int axis) {
       parts[i] = Part{xs[i].node(), off, w};
       off += w;
     }
-    tape().record(out.node(), [parts, n, outer, row](const Tensor<T, R>& dy) {
-      for (std::size_t i = 0; i < n; ++i)
-        if (parts[i].node)
-          detail::concat_copy_pieces<true>(dy.data(), row, parts[i].offset, parts[i].node->accumulator().data(),
-                                    parts[i].width, 0, parts[i].width, outer);
+    tape().record(out.node(), [parts, n, outer, row](const Tensor<T, R, D>& dy) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (!parts[i].node) continue;
+        const index_t w = parts[i].width;
+        T* dx = parts[i].node->accumulator().data();
+        if constexpr (std::is_same_v<D, Cpu>) {
+          detail::concat_copy_pieces<true>(dy.data(), row, parts[i].offset, dx, w, 0, w, outer);
+        } else if (w > 0) {  // gather the piece, then add it
+          Tensor<T, 1, D> piece({outer * w});
+          detail::device_row_pieces<D>(false, dy.data() + parts[i].offset, row, piece.data(), w, outer);
+          add(D{}, static_cast<const T*>(dx), static_cast<const T*>(piece.data()), dx, outer * w);
+        }
+      }
     });
   }
   return out;
 }
 
-template <class T, std::size_t R, std::size_t N>
-Var<T, R> concat(const std::array<Var<T, R>, N>& xs, int axis) {
-  return concat(std::span<const Var<T, R>>(xs.data(), N), axis);
+template <class T, std::size_t R, std::size_t N, class D>
+Var<T, R, D> concat(const std::array<Var<T, R, D>, N>& xs, int axis) {
+  return concat(std::span<const Var<T, R, D>>(xs.data(), N), axis);
 }
 
-template <class T, std::size_t R>
-Var<T, R> concat(std::initializer_list<Var<T, R>> xs, int axis) {
-  return concat(std::span<const Var<T, R>>(xs.begin(), xs.size()), axis);
+template <class T, std::size_t R, class D>
+Var<T, R, D> concat(std::initializer_list<Var<T, R, D>> xs, int axis) {
+  return concat(std::span<const Var<T, R, D>>(xs.begin(), xs.size()), axis);
 }
 
 /// Elements [begin, end) along `axis`: a view for axis 0, a copy otherwise. The gradient is
 /// added into that part of x's. Throws ShapeError naming "slice", the range and the shape
 /// unless 0 <= begin <= end <= x.extent(axis). On any device (a copy off axis 0 is another
-/// device's permute_copy kernel over (outer, width) rows).
+/// device's permute_copy kernel over (outer, width) pieces of rows).
 template <class T, std::size_t R, class D>
 Var<T, R, D> slice(const Var<T, R, D>& x, int axis, index_t begin, index_t end) {
   static_assert(R >= 1, "slice: x needs at least one axis");
@@ -140,9 +162,8 @@ Var<T, R, D> slice(const Var<T, R, D>& x, int axis, index_t begin, index_t end) 
     if constexpr (std::is_same_v<D, Cpu>) {
       if (backward) detail::concat_copy_pieces<true>(yd, w, 0, xd, xrow, off, w, outer);
       else detail::concat_copy_pieces<false>(xd, xrow, off, yd, w, 0, w, outer);
-    } else if (w > 0) {
-      permute_copy(D{}, backward, std::array<index_t, 2>{outer, w}, std::array<index_t, 2>{xrow, 1}, std::size_t{1}, w,
-                   outer * w, xd + off, yd);
+    } else {
+      detail::device_row_pieces<D>(backward, xd + off, xrow, yd, w, outer);
     }
   };
   Tensor<T, R, D> y;

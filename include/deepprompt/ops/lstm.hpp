@@ -6,7 +6,15 @@
 //   i = sigmoid(gates[:, 0:Hd]), f = sigmoid(gates[:, Hd:2Hd]),
 //   g = tanh(gates[:, 2Hd:3Hd]), o = sigmoid(gates[:, 3Hd:4Hd])
 //   c' = f * c + i * g,  h' = o * tanh(c')
+//
+// On a device other than the host: the GEMMs and bias rows through its kernels, the gates
+// through its lstm_gates(act, c0, c1, h1, B, Hd) (act activated in place, c1 and h1 written) and
+// lstm_gates_backward(act, c0, c1, dh, dc, dc0, dgates, B, Hd) (dh, dc: nullptr for none; dc0
+// accumulated when not nullptr; dgates written when not nullptr), per element as the host's
+// loops below.
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <string_view>
 
 #include "../autodiff/var.hpp"
@@ -15,30 +23,34 @@
 
 namespace deepprompt {
 
-template <class T>
+template <class T, class D = Cpu>
 struct LstmState {
-  Var<T, 2> h;  // (B, Hd)
-  Var<T, 2> c;  // (B, Hd)
+  Var<T, 2, D> h;  // (B, Hd)
+  Var<T, 2, D> c;  // (B, Hd)
 };
 
 namespace detail {
 
 // The fused backward step of lstm_cell; dh, dc: gradients reaching h' and c' (nullptr: none).
 // act: the activated gates (B, 4Hd); c1: c' (B, Hd).
-template <class T>
+template <class T, class D = Cpu>
 struct LstmBackward {
-  index_t in;                                  // In
-  Tensor<T, 2> act, c1, c0, x, h, w_ih, w_hh;  // c0, x, h, w_*: only where a gradient needs them
-  VarNode<T, 2>*xn, *hn, *cn, *wihn, *whhn;
-  VarNode<T, 1>*bihn, *bhhn;
+  index_t in;                                     // In
+  Tensor<T, 2, D> act, c1, c0, x, h, w_ih, w_hh;  // c0, x, h, w_*: only where a gradient needs them
+  VarNode<T, 2, D>*xn, *hn, *cn, *wihn, *whhn;
+  VarNode<T, 1, D>*bihn, *bhhn;
 
   bool want_gates() const { return xn || hn || wihn || whhn || bihn || bhhn; }
 
   void operator()(const T* dh, const T* dc) const {
     const index_t Bn = act.extent(0), G = act.extent(1), Hd = G / 4, In = in;
     const bool want_gates = this->want_gates();
-    Tensor<T, 2> dgates = want_gates ? Tensor<T, 2>({Bn, G}) : Tensor<T, 2>();  // (B, 4Hd)
+    Tensor<T, 2, D> dgates = want_gates ? Tensor<T, 2, D>({Bn, G}) : Tensor<T, 2, D>();  // (B, 4Hd)
     T* dc0 = cn ? cn->accumulator().data() : nullptr;
+    if constexpr (!std::is_same_v<D, Cpu>) {
+      lstm_gates_backward(D{}, static_cast<const T*>(act.data()), static_cast<const T*>(want_gates ? c0.data() : nullptr),
+                          static_cast<const T*>(c1.data()), dh, dc, dc0, want_gates ? dgates.data() : nullptr, Bn, Hd);
+    } else {
     for (index_t b = 0; b < Bn; ++b) {
       const T* a = act.data() + b * G;
       const T* cp = want_gates ? c0.data() + b * Hd : nullptr;
@@ -58,15 +70,19 @@ struct LstmBackward {
         }
       }
     }
+    }
     if (!want_gates) return;
-    using cpu::Trans;
     const T* dG = dgates.data();
-    if (xn) cpu::gemm(Trans::No, Trans::No, Bn, In, G, T(1), dG, G, w_ih.data(), In, T(1), xn->accumulator().data(), In);
-    if (hn) cpu::gemm(Trans::No, Trans::No, Bn, Hd, G, T(1), dG, G, w_hh.data(), Hd, T(1), hn->accumulator().data(), Hd);
-    if (wihn) cpu::gemm(Trans::Yes, Trans::No, G, In, Bn, T(1), dG, G, x.data(), In, T(1), wihn->accumulator().data(), In);
-    if (whhn) cpu::gemm(Trans::Yes, Trans::No, G, Hd, Bn, T(1), dG, G, h.data(), Hd, T(1), whhn->accumulator().data(), Hd);
-    if (bihn) cpu::sum_rows_accumulate(dG, bihn->accumulator().data(), Bn, G);
-    if (bhhn) cpu::sum_rows_accumulate(dG, bhhn->accumulator().data(), Bn, G);
+    if (xn) gemm(D{}, Trans::No, Trans::No, Bn, In, G, T(1), dG, G, static_cast<const T*>(w_ih.data()), In, T(1),
+                 xn->accumulator().data(), In);
+    if (hn) gemm(D{}, Trans::No, Trans::No, Bn, Hd, G, T(1), dG, G, static_cast<const T*>(w_hh.data()), Hd, T(1),
+                 hn->accumulator().data(), Hd);
+    if (wihn) gemm(D{}, Trans::Yes, Trans::No, G, In, Bn, T(1), dG, G, static_cast<const T*>(x.data()), In, T(1),
+                   wihn->accumulator().data(), In);
+    if (whhn) gemm(D{}, Trans::Yes, Trans::No, G, Hd, Bn, T(1), dG, G, static_cast<const T*>(h.data()), Hd, T(1),
+                   whhn->accumulator().data(), Hd);
+    if (bihn) sum_rows_accumulate(D{}, dG, bihn->accumulator().data(), Bn, G);
+    if (bhhn) sum_rows_accumulate(D{}, dG, bhhn->accumulator().data(), Bn, G);
   }
 };
 
@@ -74,9 +90,10 @@ struct LstmBackward {
 
 /// torch.nn.LSTMCell: returns {h', c'}. x: (B, In); h, c: (B, Hd); w_ih: (4Hd, In);
 /// w_hh: (4Hd, Hd); b_ih, b_hh: (4Hd), or empty Vars for a cell without bias.
-template <class T>
-LstmState<T> lstm_cell(const Var<T, 2>& x, const Var<T, 2>& h, const Var<T, 2>& c, const Var<T, 2>& w_ih,
-                       const Var<T, 2>& w_hh, const Var<T, 1>& b_ih, const Var<T, 1>& b_hh) {
+template <class T, class D>
+LstmState<T, D> lstm_cell(const Var<T, 2, D>& x, const Var<T, 2, D>& h, const Var<T, 2, D>& c,
+                          const Var<T, 2, D>& w_ih, const Var<T, 2, D>& w_hh, const Var<T, 1, D>& b_ih,
+                          const Var<T, 1, D>& b_hh) {
   constexpr std::string_view op = "lstm_cell";
   const index_t Bn = x.extent(0), In = x.extent(1), Hd = h.extent(1), G = 4 * Hd;
   check_shapes(h.shape() == c.shape(), op, "h and c differ in shape", h.shape(), c.shape());
@@ -88,13 +105,17 @@ LstmState<T> lstm_cell(const Var<T, 2>& x, const Var<T, 2>& h, const Var<T, 2>& 
   if (has_bih) check_shapes(b_ih.extent(0) == G, op, "b_ih must be (4 * Hd) for h (B, Hd)", b_ih.shape(), h.shape());
   if (has_bhh) check_shapes(b_hh.extent(0) == G, op, "b_hh must be (4 * Hd) for h (B, Hd)", b_hh.shape(), h.shape());
 
-  using cpu::Trans;
-  Tensor<T, 2> act({Bn, G});  // gates (B, 4Hd), activated in place
-  cpu::gemm(Trans::No, Trans::Yes, Bn, G, In, T(1), x.value().data(), In, w_ih.value().data(), In, T(0), act.data(), G);
-  cpu::gemm(Trans::No, Trans::Yes, Bn, G, Hd, T(1), h.value().data(), Hd, w_hh.value().data(), Hd, T(1), act.data(), G);
-  if (has_bih) cpu::add_rows(act.data(), b_ih.value().data(), act.data(), Bn, G);
-  if (has_bhh) cpu::add_rows(act.data(), b_hh.value().data(), act.data(), Bn, G);
-  Tensor<T, 2> c1({Bn, Hd}), h1({Bn, Hd});
+  Tensor<T, 2, D> act({Bn, G});  // gates (B, 4Hd), activated in place
+  gemm(D{}, Trans::No, Trans::Yes, Bn, G, In, T(1), static_cast<const T*>(x.value().data()), In,
+       static_cast<const T*>(w_ih.value().data()), In, T(0), act.data(), G);
+  gemm(D{}, Trans::No, Trans::Yes, Bn, G, Hd, T(1), static_cast<const T*>(h.value().data()), Hd,
+       static_cast<const T*>(w_hh.value().data()), Hd, T(1), act.data(), G);
+  if (has_bih) add_rows(D{}, static_cast<const T*>(act.data()), static_cast<const T*>(b_ih.value().data()), act.data(), Bn, G);
+  if (has_bhh) add_rows(D{}, static_cast<const T*>(act.data()), static_cast<const T*>(b_hh.value().data()), act.data(), Bn, G);
+  Tensor<T, 2, D> c1({Bn, Hd}), h1({Bn, Hd});
+  if constexpr (!std::is_same_v<D, Cpu>) {
+    lstm_gates(D{}, act.data(), static_cast<const T*>(c.value().data()), c1.data(), h1.data(), Bn, Hd);
+  } else {
   for (index_t b = 0; b < Bn; ++b) {
     T* a = act.data() + b * G;
     cpu::sigmoid(a, a, 2 * Hd);
@@ -107,6 +128,7 @@ LstmState<T> lstm_cell(const Var<T, 2>& x, const Var<T, 2>& h, const Var<T, 2>& 
     cpu::tanh(cr, hr, Hd);
     for (index_t u = 0; u < Hd; ++u) hr[u] *= a[3 * Hd + u];
   }
+  }
 
   auto* xn = x.node();
   auto* hn = h.node();
@@ -116,23 +138,23 @@ LstmState<T> lstm_cell(const Var<T, 2>& x, const Var<T, 2>& h, const Var<T, 2>& 
   auto* bihn = has_bih ? b_ih.node() : nullptr;
   auto* bhhn = has_bhh ? b_hh.node() : nullptr;
   const bool needs = xn || hn || cn || wihn || whhn || bihn || bhhn;
-  LstmState<T> out{Var<T, 2>::result(h1, needs), Var<T, 2>::result(c1, needs)};
+  LstmState<T, D> out{Var<T, 2, D>::result(h1, needs), Var<T, 2, D>::result(c1, needs)};
   if (out.h.requires_grad()) {
     // One fused backward, recorded on both outputs: the step of h' runs first (it was recorded
     // last); it takes c's gradient too (every consumer of c' has run by then) and consumes it,
     // so that the step of c' runs only when no gradient reached h'.
-    detail::LstmBackward<T> bw{In, act, c1, Tensor<T, 2>(),
-                               wihn ? x.value() : Tensor<T, 2>(),
-                               whhn ? h.value() : Tensor<T, 2>(),
-                               xn ? w_ih.value() : Tensor<T, 2>(),
-                               hn ? w_hh.value() : Tensor<T, 2>(),
-                               xn, hn, cn, wihn, whhn, bihn, bhhn};
+    detail::LstmBackward<T, D> bw{In, act, c1, Tensor<T, 2, D>(),
+                                  wihn ? x.value() : Tensor<T, 2, D>(),
+                                  whhn ? h.value() : Tensor<T, 2, D>(),
+                                  xn ? w_ih.value() : Tensor<T, 2, D>(),
+                                  hn ? w_hh.value() : Tensor<T, 2, D>(),
+                                  xn, hn, cn, wihn, whhn, bihn, bhhn};
     if (bw.want_gates()) bw.c0 = c.value();
     auto* c_node = out.c.node();
-    tape().record(c_node, [bw](const Tensor<T, 2>& dc) { bw(nullptr, dc.data()); });
-    tape().record(out.h.node(), [bw, c_node](const Tensor<T, 2>& dh) {
+    tape().record(c_node, [bw](const Tensor<T, 2, D>& dc) { bw(nullptr, dc.data()); });
+    tape().record(out.h.node(), [bw, c_node](const Tensor<T, 2, D>& dh) {
       bw(dh.data(), c_node->grad.empty() ? nullptr : c_node->grad.data());
-      c_node->grad = Tensor<T, 2>();  // consumed: the step of c' is skipped
+      c_node->grad = Tensor<T, 2, D>();  // consumed: the step of c' is skipped
     });
   }
   return out;

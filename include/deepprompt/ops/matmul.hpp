@@ -44,22 +44,22 @@ MatmulDims matmul_dims(index_t ar, index_t ac, index_t br, index_t bc, Trans ta,
 // The two backward GEMMs of one (possibly batched) product, `batch` == 1 for a plain one.
 // da, db may be nullptr (that gradient is not needed); av/bv are the forward operands as stored
 // (av is read only for db, bv only for da); dy is (M, N) per matrix.
-template <class T>
+template <class D, class T>
 void matmul_backward(const MatmulDims& d, Trans ta, Trans tb, const T* av, const T* bv, const T* dy, T* da,
                      T* db, index_t batch) {
   const index_t M = d.M, N = d.N, K = d.K;
   const index_t sa = M * K, sb = K * N, sy = M * N;  // per-matrix strides (all contiguous)
   if (da) {
     if (ta == Trans::No)  // da (M,K) += dy (M,N) op(b)^T
-      cpu::gemm_batched<T>(Trans::No, matmul_flip(tb), M, K, N, T(1), dy, N, sy, bv, d.ldb, sb, T(1), da, K, sa, batch);
+      gemm_batched(D{}, Trans::No, matmul_flip(tb), M, K, N, T(1), dy, N, sy, bv, d.ldb, sb, T(1), da, K, sa, batch);
     else  // da (K,M) += op(b) (K,N) dy^T
-      cpu::gemm_batched<T>(tb, Trans::Yes, K, M, N, T(1), bv, d.ldb, sb, dy, N, sy, T(1), da, M, sa, batch);
+      gemm_batched(D{}, tb, Trans::Yes, K, M, N, T(1), bv, d.ldb, sb, dy, N, sy, T(1), da, M, sa, batch);
   }
   if (db) {
     if (tb == Trans::No)  // db (K,N) += op(a)^T (K,M) dy
-      cpu::gemm_batched<T>(matmul_flip(ta), Trans::No, K, N, M, T(1), av, d.lda, sa, dy, N, sy, T(1), db, N, sb, batch);
+      gemm_batched(D{}, matmul_flip(ta), Trans::No, K, N, M, T(1), av, d.lda, sa, dy, N, sy, T(1), db, N, sb, batch);
     else  // db (N,K) += dy^T (N,M) op(a)
-      cpu::gemm_batched<T>(Trans::Yes, ta, N, K, M, T(1), dy, N, sy, av, d.lda, sa, T(1), db, K, sb, batch);
+      gemm_batched(D{}, Trans::Yes, ta, N, K, M, T(1), dy, N, sy, av, d.lda, sa, T(1), db, K, sb, batch);
   }
 }
 
@@ -67,18 +67,18 @@ void matmul_backward(const MatmulDims& d, Trans ta, Trans tb, const T* av, const
 
 /// y = op(a) op(b).  a: (M, K) or (K, M) if ta; b: (K, N) or (N, K) if tb; y: (M, N).
 /// Throws ShapeError naming "matmul" and both shapes when the inner dimensions differ.
-template <class T>
-Var<T, 2> matmul(const Var<T, 2>& a, const Var<T, 2>& b, Trans ta = Trans::No, Trans tb = Trans::No) {
+template <class T, class D>
+Var<T, 2, D> matmul(const Var<T, 2, D>& a, const Var<T, 2, D>& b, Trans ta = Trans::No, Trans tb = Trans::No) {
   const auto d = detail::matmul_dims(a.extent(0), a.extent(1), b.extent(0), b.extent(1), ta, tb, a.shape(), b.shape());
-  Tensor<T, 2> y({d.M, d.N});
-  cpu::gemm<T>(ta, tb, d.M, d.N, d.K, T(1), a.value().data(), d.lda, b.value().data(), d.ldb, T(0), y.data(), d.N);
-  auto out = Var<T, 2>::result(y, a.requires_grad() || b.requires_grad());
+  Tensor<T, 2, D> y({d.M, d.N});
+  gemm(D{}, ta, tb, d.M, d.N, d.K, T(1), a.value().data(), d.lda, b.value().data(), d.ldb, T(0), y.data(), d.N);
+  auto out = Var<T, 2, D>::result(y, a.requires_grad() || b.requires_grad());
   if (out.requires_grad()) {
     // a's value is needed only for b's gradient and vice versa
     tape().record(out.node(), [d, ta, tb, an = a.node(), bn = b.node(),
-                               av = b.requires_grad() ? a.value() : Tensor<T, 2>(),
-                               bv = a.requires_grad() ? b.value() : Tensor<T, 2>()](const Tensor<T, 2>& dy) {
-      detail::matmul_backward<T>(d, ta, tb, av.data(), bv.data(), dy.data(), an ? an->accumulator().data() : nullptr,
+                               av = b.requires_grad() ? a.value() : Tensor<T, 2, D>(),
+                               bv = a.requires_grad() ? b.value() : Tensor<T, 2, D>()](const Tensor<T, 2, D>& dy) {
+      detail::matmul_backward<D>(d, ta, tb, av.data(), bv.data(), dy.data(), an ? an->accumulator().data() : nullptr,
                                  bn ? bn->accumulator().data() : nullptr, 1);
     });
   }
@@ -87,20 +87,20 @@ Var<T, 2> matmul(const Var<T, 2>& a, const Var<T, 2>& b, Trans ta = Trans::No, T
 
 /// Batched: y[i] = op(a[i]) op(b[i]).  a: (B, M, K) or (B, K, M); b: (B, K, N) or (B, N, K);
 /// y: (B, M, N). Throws ShapeError when the batch sizes or the inner dimensions differ.
-template <class T>
-Var<T, 3> matmul(const Var<T, 3>& a, const Var<T, 3>& b, Trans ta = Trans::No, Trans tb = Trans::No) {
+template <class T, class D>
+Var<T, 3, D> matmul(const Var<T, 3, D>& a, const Var<T, 3, D>& b, Trans ta = Trans::No, Trans tb = Trans::No) {
   check_shapes(a.extent(0) == b.extent(0), "matmul", "batch sizes differ", a.shape(), b.shape());
   const index_t batch = a.extent(0);
   const auto d = detail::matmul_dims(a.extent(1), a.extent(2), b.extent(1), b.extent(2), ta, tb, a.shape(), b.shape());
-  Tensor<T, 3> y({batch, d.M, d.N});
-  cpu::gemm_batched<T>(ta, tb, d.M, d.N, d.K, T(1), a.value().data(), d.lda, d.M * d.K, b.value().data(), d.ldb,
+  Tensor<T, 3, D> y({batch, d.M, d.N});
+  gemm_batched(D{}, ta, tb, d.M, d.N, d.K, T(1), a.value().data(), d.lda, d.M * d.K, b.value().data(), d.ldb,
                        d.K * d.N, T(0), y.data(), d.N, d.M * d.N, batch);
-  auto out = Var<T, 3>::result(y, a.requires_grad() || b.requires_grad());
+  auto out = Var<T, 3, D>::result(y, a.requires_grad() || b.requires_grad());
   if (out.requires_grad()) {
     tape().record(out.node(), [d, ta, tb, batch, an = a.node(), bn = b.node(),
-                               av = b.requires_grad() ? a.value() : Tensor<T, 3>(),
-                               bv = a.requires_grad() ? b.value() : Tensor<T, 3>()](const Tensor<T, 3>& dy) {
-      detail::matmul_backward<T>(d, ta, tb, av.data(), bv.data(), dy.data(), an ? an->accumulator().data() : nullptr,
+                               av = b.requires_grad() ? a.value() : Tensor<T, 3, D>(),
+                               bv = a.requires_grad() ? b.value() : Tensor<T, 3, D>()](const Tensor<T, 3, D>& dy) {
+      detail::matmul_backward<D>(d, ta, tb, av.data(), bv.data(), dy.data(), an ? an->accumulator().data() : nullptr,
                                  bn ? bn->accumulator().data() : nullptr, batch);
     });
   }

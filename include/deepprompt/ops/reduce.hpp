@@ -3,7 +3,10 @@
 //
 // Sums are pairwise (error O(log n) instead of O(n)) with a double accumulator also for float,
 // in a fixed order: the result does not depend on the thread count.
+// On a device other than the host: its sum_axis / sum_axis_backward kernels (x seen as
+// (outer, n, inner), accumulated in double; the sum of everything is outer = inner = 1).
 #include <algorithm>
+#include <type_traits>
 
 #include "../autodiff/var.hpp"
 #include "../backend/cpu/elementwise.hpp"
@@ -75,24 +78,39 @@ void reduce_axis_backward(const T* dy, T* dx, index_t outer, index_t n, index_t 
   });
 }
 
-template <class T, std::size_t R>
-Var<T, 0> reduce_all(const Var<T, R>& x, bool mean) {
+template <class T, std::size_t R, class D>
+Var<T, 0, D> reduce_all(const Var<T, R, D>& x, bool mean) {
   const index_t n = x.size();
-  const double s = reduce_pairwise_sum(x.value().data(), n);
-  auto out = Var<T, 0>::result(Tensor<T, 0>::full({}, static_cast<T>(mean ? s / static_cast<double>(n) : s)),
-                               x.requires_grad());
-  if (out.requires_grad()) {
-    const T scale = mean ? static_cast<T>(1.0 / static_cast<double>(n)) : T(1);
-    tape().record(out.node(), [scale, n, xn = x.node()](const Tensor<T, 0>& dy) {
-      T* dx = xn->accumulator().data();
-      cpu::add_scalar<T>(dx, scale * dy.item(), dx, n);
-    });
+  if constexpr (!std::is_same_v<D, Cpu>) {  // the device's kernels, as one row
+    Tensor<T, 0, D> y(Shape<0>{});
+    sum_axis(D{}, static_cast<const T*>(x.value().data()), y.data(), index_t{1}, n, index_t{1},
+             mean ? 1.0 / static_cast<double>(n) : 1.0);
+    auto out = Var<T, 0, D>::result(y, x.requires_grad());
+    if (out.requires_grad()) {
+      const T scale = mean ? static_cast<T>(1.0 / static_cast<double>(n)) : T(1);
+      tape().record(out.node(), [scale, n, xn = x.node()](const Tensor<T, 0, D>& dy) {
+        sum_axis_backward(D{}, static_cast<const T*>(dy.data()), xn->accumulator().data(), index_t{1}, n, index_t{1},
+                          scale);
+      });
+    }
+    return out;
+  } else {
+    const double s = reduce_pairwise_sum(x.value().data(), n);
+    auto out = Var<T, 0>::result(Tensor<T, 0>::full({}, static_cast<T>(mean ? s / static_cast<double>(n) : s)),
+                                 x.requires_grad());
+    if (out.requires_grad()) {
+      const T scale = mean ? static_cast<T>(1.0 / static_cast<double>(n)) : T(1);
+      tape().record(out.node(), [scale, n, xn = x.node()](const Tensor<T, 0>& dy) {
+        T* dx = xn->accumulator().data();
+        cpu::add_scalar<T>(dx, scale * dy.item(), dx, n);
+      });
+    }
+    return out;
   }
-  return out;
 }
 
-template <class T, std::size_t R>
-Var<T, R - 1> reduce_axis(const Var<T, R>& x, int axis, bool mean) {
+template <class T, std::size_t R, class D>
+Var<T, R - 1, D> reduce_axis(const Var<T, R, D>& x, int axis, bool mean) {
   static_assert(R >= 1, "sum/mean(x, axis): x needs at least one axis");
   const std::size_t ax = shape_axis_index(axis, mean ? "mean" : "sum", x.shape());
   index_t outer = 1, inner = 1;
@@ -102,13 +120,20 @@ Var<T, R - 1> reduce_axis(const Var<T, R>& x, int axis, bool mean) {
   Shape<R - 1> ys{};
   for (std::size_t i = 0, j = 0; i < R; ++i)
     if (i != ax) ys[j++] = x.extent(i);
-  Tensor<T, R - 1> y(ys);  // x: (outer, n, inner); y: (outer, inner)
-  reduce_axis_forward(x.value().data(), y.data(), outer, n, inner, mean ? 1.0 / static_cast<double>(n) : 1.0);
-  auto out = Var<T, R - 1>::result(y, x.requires_grad());
+  Tensor<T, R - 1, D> y(ys);  // x: (outer, n, inner); y: (outer, inner)
+  const double fwd_scale = mean ? 1.0 / static_cast<double>(n) : 1.0;
+  if constexpr (std::is_same_v<D, Cpu>)
+    reduce_axis_forward(x.value().data(), y.data(), outer, n, inner, fwd_scale);
+  else
+    sum_axis(D{}, static_cast<const T*>(x.value().data()), y.data(), outer, n, inner, fwd_scale);
+  auto out = Var<T, R - 1, D>::result(y, x.requires_grad());
   if (out.requires_grad()) {
     const T scale = mean ? static_cast<T>(1.0 / static_cast<double>(n)) : T(1);
-    tape().record(out.node(), [scale, outer, n, inner, xn = x.node()](const Tensor<T, R - 1>& dy) {
-      reduce_axis_backward<T>(dy.data(), xn->accumulator().data(), outer, n, inner, scale);
+    tape().record(out.node(), [scale, outer, n, inner, xn = x.node()](const Tensor<T, R - 1, D>& dy) {
+      if constexpr (std::is_same_v<D, Cpu>)
+        reduce_axis_backward<T>(dy.data(), xn->accumulator().data(), outer, n, inner, scale);
+      else
+        sum_axis_backward(D{}, static_cast<const T*>(dy.data()), xn->accumulator().data(), outer, n, inner, scale);
     });
   }
   return out;
@@ -117,29 +142,29 @@ Var<T, R - 1> reduce_axis(const Var<T, R>& x, int axis, bool mean) {
 }  // namespace detail
 
 /// The sum of all elements.  x: any shape; y: ().
-template <class T, std::size_t R>
-Var<T, 0> sum(const Var<T, R>& x) {
+template <class T, std::size_t R, class D>
+Var<T, 0, D> sum(const Var<T, R, D>& x) {
   return detail::reduce_all(x, false);
 }
 
 /// The mean of all elements (NaN for an empty x, as torch.mean).  x: any shape; y: ().
-template <class T, std::size_t R>
-Var<T, 0> mean(const Var<T, R>& x) {
+template <class T, std::size_t R, class D>
+Var<T, 0, D> mean(const Var<T, R, D>& x) {
   return detail::reduce_all(x, true);
 }
 
 /// Sum along `axis` (usually the last, -1), which is removed.  x: (..., n, ...); y: (..., ...).
 /// Throws ShapeError naming "sum" and the shape when the axis is out of range.
-template <class T, std::size_t R>
+template <class T, std::size_t R, class D>
   requires(R >= 1)
-Var<T, R - 1> sum(const Var<T, R>& x, int axis) {
+Var<T, R - 1, D> sum(const Var<T, R, D>& x, int axis) {
   return detail::reduce_axis(x, axis, false);
 }
 
 /// Mean along `axis` (usually the last, -1), which is removed.  x: (..., n, ...); y: (..., ...).
-template <class T, std::size_t R>
+template <class T, std::size_t R, class D>
   requires(R >= 1)
-Var<T, R - 1> mean(const Var<T, R>& x, int axis) {
+Var<T, R - 1, D> mean(const Var<T, R, D>& x, int axis) {
   return detail::reduce_axis(x, axis, true);
 }
 

@@ -10,9 +10,11 @@
 #include "elementwise.cuh"
 #include "gemm.cuh"
 #include "lookup.cuh"
+#include "lstm.cuh"
 #include "memory.cuh"
 #include "optimizer.cuh"
 #include "permute.cuh"
+#include "reduce.cuh"
 #include "rowwise.cuh"
 
 #include <utility>
@@ -198,6 +200,24 @@ void sgd_update(Cuda, A&&... a) {
 template <class... A>
 double grad_norm_partial(Cuda, A&&... a) {
   return cuda::grad_norm_partial(std::forward<A>(a)...);
+}
+
+template <class... A>
+void sum_axis(Cuda, A&&... a) {
+  cuda::sum_axis(std::forward<A>(a)...);
+}
+template <class... A>
+void sum_axis_backward(Cuda, A&&... a) {
+  cuda::sum_axis_backward(std::forward<A>(a)...);
+}
+
+template <class... A>
+void lstm_gates(Cuda, A&&... a) {
+  cuda::lstm_gates(std::forward<A>(a)...);
+}
+template <class... A>
+void lstm_gates_backward(Cuda, A&&... a) {
+  cuda::lstm_gates_backward(std::forward<A>(a)...);
 }
 
 }  // namespace deepprompt
