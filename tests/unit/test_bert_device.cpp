@@ -14,6 +14,7 @@
 #include "bert_fixture.hpp"
 #include "bert_ptv2_steps.hpp"
 #include "deepprompt/models/bert.hpp"
+#include "deepprompt/ops/reduce.hpp"
 #include "deepprompt/peft/deep_prompt_bert.hpp"
 #include "host_device.hpp"
 
@@ -99,6 +100,29 @@ TEST_CASE("bert on a device: P-Tuning v2 training steps follow the host's") {
   CHECK(worst_rel(d.prompt, h.prompt) <= 1e-5);
   CHECK(std::abs(d.eval_after - h.eval_after) <= 1e-5);
   CHECK(h.eval_after < h.eval_before);  // it learns
+}
+
+// Bert::forward_with_input_prompt (Prompt Tuning / P-Tuning v1's input) on device D: the
+// outputs, then the prompt's gradient, for a shared (P, C) prompt.
+template <class D>
+std::vector<std::vector<float>> input_prompt_run() {
+  auto model = Model<D>::from_pretrained(kDir);
+  dp::Parameter<float, 2, D> prompt("prompt", dp::copy_to<D>(dp_test::random_tensor<float>(dp::Shape<2>{3, 32}, 17)));
+  auto out = model.forward_with_input_prompt(prompt.var(), ids("input_ids"), ids("attention_mask"),
+                                             ids("token_type_ids"));
+  std::vector<std::vector<float>> r{host_values(out.last_hidden_state.value()), host_values(out.pooler_output.value())};
+  dp::mean(out.pooler_output).backward();
+  r.push_back(host_values(prompt.grad()));
+  return r;
+}
+
+TEST_CASE("bert on a device: an input-layer prompt (forward_with_input_prompt) follows the host") {
+  const auto d = input_prompt_run<HostDevice>();
+  const auto h = input_prompt_run<dp::Cpu>();
+  for (std::size_t k = 0; k < d.size(); ++k) {
+    CAPTURE(k);
+    CHECK(worst_rel(d[k], h[k]) <= 1e-6);
+  }
 }
 
 // PromptedBert with DeepPrompt<..., D> (Prefix Tuning's projection, THUDM's prefix dropout):

@@ -51,8 +51,7 @@
 //   auto same = host_model.to<dp::Cuda>();                                      // or any model, copied
 // Ids, masks and type ids stay host tensors (checked there, uploaded per call). On a device the
 // padded layout always runs (BertRun::unpadded, a host optimisation, is ignored: the results
-// are the same), and forward_with_input_prompt is host-only. Checkpoints are read and written
-// through a host copy.
+// are the same). Checkpoints are read and written through a host copy.
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
@@ -167,12 +166,12 @@ class Bert {
   /// last_hidden_state (B, P + T, C) (the prompt's rows first) and the pooled output of row 0
   /// (the first virtual token). `prefix` as in forward() (a key/value prefix on top).
   template <std::size_t PR, class Prefix = NoPrefix>
-  BertOutput<T> forward_with_input_prompt(const Var<T, PR>& prompt, const Tensor<std::int64_t, 2>& input_ids,
-                                          const Tensor<std::int64_t, 2>& attention_mask = {},
-                                          const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
-                                          Prefix&& prefix = Prefix{}) {
+  BertOutput<T, Dev> forward_with_input_prompt(const Var<T, PR, Dev>& prompt,
+                                               const Tensor<std::int64_t, 2>& input_ids,
+                                               const Tensor<std::int64_t, 2>& attention_mask = {},
+                                               const Tensor<std::int64_t, 2>& token_type_ids = {},
+                                               const BertRun& run = {}, Prefix&& prefix = Prefix{}) {
     static_assert(PR == 2 || PR == 3, "Bert::forward_with_input_prompt: the prompt is (P, C) or (B, P, C)");
-    static_assert(std::is_same_v<Dev, Cpu>, "Bert::forward_with_input_prompt runs on the host (Cpu) only");
     constexpr const char* op = "Bert::forward_with_input_prompt";
     const index_t B = input_ids.extent(0), L = input_ids.extent(1);
     if (input_ids.empty() || B < 1 || L < 1)
@@ -200,15 +199,15 @@ class Bert {
     };
     const Tensor<std::int64_t, 2> mask = attention_mask.empty() ? Tensor<std::int64_t, 2>() : in_front(attention_mask, 1);
     const Tensor<std::int64_t, 2> types = token_type_ids.empty() ? Tensor<std::int64_t, 2>() : in_front(token_type_ids, 0);
-    const Var<T, 3> words = embeddings.word_embeddings(input_ids);  // (B, T, C)
-    Var<T, 3> rows;                                                 // (B, P, C)
+    const Var<T, 3, Dev> words = embeddings.word_embeddings(input_ids);  // (B, T, C)
+    Var<T, 3, Dev> rows;                                                 // (B, P, C)
     if constexpr (PR == 2) {
-      const Var<T, 3> one = reshape<3>(prompt, Shape<3>{1, P, cfg.hidden});
+      const Var<T, 3, Dev> one = reshape<3>(prompt, Shape<3>{1, P, cfg.hidden});
       if (B == 1) {
         rows = one;
       } else {
-        const std::vector<Var<T, 3>> copies(static_cast<std::size_t>(B), one);
-        rows = concat(std::span<const Var<T, 3>>(copies), 0);
+        const std::vector<Var<T, 3, Dev>> copies(static_cast<std::size_t>(B), one);
+        rows = concat(std::span<const Var<T, 3, Dev>>(copies), 0);
       }
     } else {
       rows = prompt;
