@@ -20,7 +20,10 @@
 #include "deepprompt/ops/dropout.hpp"
 #include "deepprompt/ops/embedding.hpp"
 #include "deepprompt/ops/linear.hpp"
+#include "deepprompt/ops/lstm.hpp"
+#include "deepprompt/ops/matmul.hpp"
 #include "deepprompt/ops/norm.hpp"
+#include "deepprompt/ops/reduce.hpp"
 #include "deepprompt/ops/shape.hpp"
 #include "deepprompt/ops/softmax.hpp"
 #include "deepprompt/train/clip_grad.hpp"
@@ -71,6 +74,11 @@ void arithmetic_and_shape() {
   check_op("transpose (no block stays)", 1e-5, [](auto u) { return dp::transpose(u, 0, 2); }, a);
   check_op("slice along axis 1 (a copy)", 1e-5, [](auto u) { return dp::slice(u, 1, 2, 5); }, a);
   check_op("repeat_rows", 1e-5, [](auto u) { return dp::repeat_rows(dp::reshape(u, Shape<2>{24, 33}), 5); }, a);
+  check_op("concat along axis 1", 1e-5, [](auto u, auto v) { return dp::concat({u, v, u}, 1); }, a, b);
+  check_op("sum (all)", 1e-5, [](auto u) { return dp::sum(u); }, a);
+  check_op("mean (all)", 1e-5, [](auto u) { return dp::mean(u); }, a);
+  check_op("sum, mean along an axis", 1e-5, [](auto u) { return dp::sum(u, 1) * 2.0f + dp::mean(u, 1); }, a);
+  check_op("sum along the last axis (one block per row)", 1e-5, [](auto u) { return dp::sum(u, -1); }, a);
   const auto x = random_tensor(Shape<2>{5, 64}, 8);
   check_op("dropout p = 0.3 (same mask on both devices)", 1e-5, [](auto u) {
     dp::Generator gen(1234, 77);
@@ -84,6 +92,22 @@ void gemm_and_lookup() {
   const auto b = random_tensor(Shape<1>{80}, 11);
   check_op("linear", 1e-4, [](auto u, auto v, auto c) { return dp::linear(u, v, c); }, x, w, b);
   check_op("linear without bias", 1e-4, [](auto u, auto v) { return dp::linear(u, v); }, x, w);
+  const auto ma = random_tensor(Shape<2>{19, 40}, 43), mb = random_tensor(Shape<2>{23, 40}, 44);
+  check_op("matmul (b transposed)", 1e-4,
+           [](auto u, auto v) { return dp::matmul(u, v, dp::Trans::No, dp::Trans::Yes); }, ma, mb);
+  const auto ba = random_tensor(Shape<3>{3, 12, 7}, 41), bb = random_tensor(Shape<3>{3, 12, 5}, 42);
+  check_op("matmul, batched (a transposed)", 1e-4,
+           [](auto u, auto v) { return dp::matmul(u, v, dp::Trans::Yes, dp::Trans::No); }, ba, bb);
+  const auto lx = random_tensor(Shape<2>{6, 10}, 45), lh = random_tensor(Shape<2>{6, 8}, 46),
+             lc = random_tensor(Shape<2>{6, 8}, 47), wih = random_tensor(Shape<2>{32, 10}, 48),
+             whh = random_tensor(Shape<2>{32, 8}, 49);
+  const auto bih = random_tensor(Shape<1>{32}, 50), bhh = random_tensor(Shape<1>{32}, 51);
+  check_op("lstm_cell (h' and c')", 1e-4,
+           [](auto x, auto h, auto c, auto wi, auto wh, auto bi, auto bh) {
+             const auto s = dp::lstm_cell(x, h, c, wi, wh, bi, bh);
+             return s.h * 2.0f + s.c;
+           },
+           lx, lh, lc, wih, whh, bih, bhh);
   // the frozen bf16 weight: the same roundings (x, W and dy to bf16, nearest even) on both devices
   check_op("linear_bf16", 1e-4, [](auto u, auto v, auto c) {
     if constexpr (std::is_same_v<DeviceOf<decltype(u)>, dp::Cpu>)
@@ -213,6 +237,23 @@ void modules() {
   }
 }
 
+// Work on a stream of one's own (cuda::StreamGuard): the encoder block's loss and gradients come
+// out the same as on the default stream, and the guard restores the thread's stream.
+void streams() {
+  const auto plain = block_loss_and_grads<dp::Cuda>(false);
+  std::vector<std::vector<float>> on_stream;
+  dp::cuda::Stream stream;
+  {
+    dp::cuda::StreamGuard guard(stream.get());
+    if (dp::cuda::current_stream() != stream.get()) ++g_failed, std::printf("FAIL StreamGuard did not set the stream\n");
+    on_stream = block_loss_and_grads<dp::Cuda>(false);
+  }
+  if (dp::cuda::current_stream() != nullptr) ++g_failed, std::printf("FAIL StreamGuard did not restore the stream\n");
+  for (std::size_t i = 0; i < plain.size() && i < on_stream.size(); ++i)
+    expect_close("encoder block on a stream of its own: output " + std::to_string(i), on_stream[i],
+                 std::vector<double>(plain[i].begin(), plain[i].end()), 0);
+}
+
 // BERT on the GPU (models/bert.hpp with Dev = Cuda): a small random model copied to the device
 // (Bert::to), four P-Tuning v2 steps with prefix dropout, clipping and AdamW on the device
 // (tests/unit/bert_ptv2_steps.hpp) against the same steps on the host.
@@ -246,6 +287,7 @@ int main() {
   attention();
   device_parameters();
   modules();
+  streams();
   optimisers();
   bert_steps();
   ptv2_layer_check();

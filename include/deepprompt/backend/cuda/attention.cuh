@@ -255,7 +255,7 @@ void launch_rows(const AttentionArgs<T>& a, const char* what, Launch&& launch) {
 template <class T>
 void attention_forward(const AttentionArgs<T>& a, T* out, T* stats) {
   attn::launch_rows(a, "cuda::attention_forward", [&](unsigned blocks, unsigned threads, std::uint64_t thr, T scale) {
-    attn::forward_kernel<<<blocks, threads>>>(a, out, stats, thr, scale);
+    attn::forward_kernel<<<blocks, threads, 0, current_stream()>>>(a, out, stats, thr, scale);
   });
 }
 
@@ -263,7 +263,7 @@ void attention_forward(const AttentionArgs<T>& a, T* out, T* stats) {
 template <class T>
 void attention_backward(const AttentionArgs<T>& a, const T* dout, const T* stats, const AttentionGrads<T>& g) {
   attn::launch_rows(a, "cuda::attention_backward", [&](unsigned blocks, unsigned threads, std::uint64_t thr, T scale) {
-    attn::backward_kernel<<<blocks, threads>>>(a, dout, stats, g, thr, scale);
+    attn::backward_kernel<<<blocks, threads, 0, current_stream()>>>(a, dout, stats, g, thr, scale);
   });
 }
 

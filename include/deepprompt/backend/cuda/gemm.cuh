@@ -19,13 +19,14 @@ inline void check(cublasStatus_t status, const char* what) {
     throw Error(std::string("cuBLAS call ") + what + " failed with status " + std::to_string(static_cast<int>(status)));
 }
 
-/// This host thread's cuBLAS handle, created on first use.
+/// This host thread's cuBLAS handle, created on first use, set to the thread's current stream.
 inline cublasHandle_t blas() {
   thread_local cublasHandle_t handle = [] {
     cublasHandle_t h;
     check(cublasCreate(&h), "cublasCreate");
     return h;
   }();
+  check(cublasSetStream(handle, current_stream()), "cublasSetStream");
   return handle;
 }
 

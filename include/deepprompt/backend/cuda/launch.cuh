@@ -1,7 +1,8 @@
 #pragma once
 // Launch helpers of the CUDA kernels: a grid-stride loop running a device lambda over n indices,
-// and block-wide reductions for the row-wise kernels (one block per row). Every launch is
-// checked; a failure throws deepprompt::Error naming the kernel.
+// and block-wide reductions for the row-wise kernels (one block per row). Every launch goes to
+// the thread's current stream (memory.cuh) and is checked; a failure throws deepprompt::Error
+// naming the kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,7 +27,7 @@ template <class F>
 void for_each_index(index_t n, F f, const char* what) {
   if (n <= 0) return;
   const auto blocks = static_cast<unsigned>(std::min<index_t>((n + kThreads - 1) / kThreads, 8192));
-  for_each_index_kernel<<<blocks, kThreads>>>(n, f);
+  for_each_index_kernel<<<blocks, kThreads, 0, current_stream()>>>(n, f);
   check(cudaGetLastError(), what);
 }
 
@@ -40,7 +41,7 @@ __global__ void for_each_row_kernel(F f) {
 template <class F>
 void for_each_row(index_t rows, F f, const char* what) {
   if (rows <= 0) return;
-  for_each_row_kernel<<<static_cast<unsigned>(rows), kThreads>>>(f);
+  for_each_row_kernel<<<static_cast<unsigned>(rows), kThreads, 0, current_stream()>>>(f);
   check(cudaGetLastError(), what);
 }
 

@@ -51,7 +51,7 @@ __global__ void cross_entropy_kernel(const T* logp, const std::int64_t* targets,
 template <class T>
 void cross_entropy_forward(const T* logp, const std::int64_t* targets, index_t N, index_t C,
                            std::int64_t ignore_index, T eps, T* out) {
-  cross_entropy_kernel<<<1, kThreads>>>(logp, targets, N, C, ignore_index, eps, out);
+  cross_entropy_kernel<<<1, kThreads, 0, current_stream()>>>(logp, targets, N, C, ignore_index, eps, out);
   check(cudaGetLastError(), "cuda::cross_entropy_forward");
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // CUDA device memory for Tensor<T, R, Cuda>: a caching pool over cudaMalloc (MemoryPool with
-// a device Backing, so no cudaMalloc per step), host <-> device copies, and error checks that
-// name the failing call.
+// a device Backing, so no cudaMalloc per step), the stream this thread's work is issued on
+// (StreamGuard), host <-> device copies, and error checks that name the failing call.
 #include <cuda_runtime.h>
 
 #include <string>
@@ -29,6 +29,59 @@ inline int device_count() {
   }
   return n;
 }
+
+namespace detail {
+inline cudaStream_t& stream_slot() {
+  thread_local cudaStream_t s = nullptr;  // the legacy default stream
+  return s;
+}
+}  // namespace detail
+
+/// The stream every kernel, copy and cuBLAS call of this host thread is issued on: the legacy
+/// default stream unless a StreamGuard says otherwise.
+inline cudaStream_t current_stream() { return detail::stream_slot(); }
+
+/// Issues this thread's CUDA work on `stream` while it lives, then returns to the previous one
+/// (as torch's CUDAStreamGuard). The caching pool serves one stream at a time, so the guard
+/// waits for the stream it leaves, on entry and on exit: a block freed by work still queued on
+/// one stream is never handed to work on another.
+class StreamGuard {
+ public:
+  explicit StreamGuard(cudaStream_t stream) : previous_(current_stream()) {
+    check(cudaStreamSynchronize(previous_), "cudaStreamSynchronize (StreamGuard, entering)");
+    detail::stream_slot() = stream;
+  }
+  ~StreamGuard() {
+    (void)cudaStreamSynchronize(detail::stream_slot());  // a destructor does not throw
+    detail::stream_slot() = previous_;
+  }
+  StreamGuard(const StreamGuard&) = delete;
+  StreamGuard& operator=(const StreamGuard&) = delete;
+
+ private:
+  cudaStream_t previous_;
+};
+
+/// An owned, non-blocking stream (cudaStreamCreateWithFlags), destroyed with the object.
+class Stream {
+ public:
+  Stream() { check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags"); }
+  ~Stream() { (void)cudaStreamDestroy(stream_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+/// Copies `bytes` between host and device on the current stream and waits for it (the host
+/// buffer may be pageable and is free to go once this returns).
+inline void copy_sync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind, const char* what) {
+  if (bytes == 0) return;
+  check(cudaMemcpyAsync(dst, src, bytes, kind, current_stream()), what);
+  check(cudaStreamSynchronize(current_stream()), what);
+}
 }  // namespace cuda
 
 inline MemoryPool& device_pool(Cuda) {
@@ -47,16 +100,15 @@ inline MemoryPool& device_pool(Cuda) {
 template <class T>
 void upload(Cuda, const T* host, T* device, index_t n) {
   if (n > 0)
-    cuda::check(cudaMemcpy(device, host, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyHostToDevice),
-                "cudaMemcpy(host to device)");
+    cuda::copy_sync(device, host, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyHostToDevice,
+                    "cudaMemcpyAsync(host to device)");
 }
 
 /// A device copy of a host tensor.
 template <class T, std::size_t R>
 Tensor<T, R, Cuda> to_device(const Tensor<T, R, Cpu>& host) {
   Tensor<T, R, Cuda> dev(host.shape());
-  cuda::check(cudaMemcpy(dev.data(), host.data(), sizeof(T) * host.size(), cudaMemcpyHostToDevice),
-              "cudaMemcpy(host to device)");
+  upload(Cuda{}, static_cast<const T*>(host.data()), dev.data(), host.size());
   return dev;
 }
 
@@ -64,8 +116,8 @@ Tensor<T, R, Cuda> to_device(const Tensor<T, R, Cpu>& host) {
 template <class T>
 void download(Cuda, const T* device, T* host, index_t n) {
   if (n > 0)
-    cuda::check(cudaMemcpy(host, device, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyDeviceToHost),
-                "cudaMemcpy(device to host)");
+    cuda::copy_sync(host, device, sizeof(T) * static_cast<std::size_t>(n), cudaMemcpyDeviceToHost,
+                    "cudaMemcpyAsync(device to host)");
 }
 
 }  // namespace deepprompt
