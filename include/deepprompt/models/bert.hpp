@@ -134,9 +134,10 @@ class Bert {
   /// Returns last_hidden_state (B, T, C) and pooler_output (B, C) (empty without a pooler).
   /// One call at a time per model: the dropout stream and the packing buffers are the model's.
   template <class Prefix = NoPrefix>
-  BertOutput<T, Dev> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask = {},
-                        const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
-                        Prefix&& prefix = Prefix{}) {
+  BertOutput<T, Dev> forward(const Tensor<std::int64_t, 2>& input_ids,
+                             const Tensor<std::int64_t, 2>& attention_mask = {},
+                             const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
+                             Prefix&& prefix = Prefix{}) {
     const index_t B = input_ids.extent(0), L = input_ids.extent(1);
     if (input_ids.empty() || B < 1 || L < 1)
       throw ShapeError(
@@ -148,9 +149,10 @@ class Bert {
   /// As forward(), with Hugging Face's inputs_embeds (B, T, C) in place of the word-embedding
   /// lookup of input ids (token-type and position embeddings are added as usual).
   template <class Prefix = NoPrefix>
-  BertOutput<T, Dev> forward_embeds(const Var<T, 3, Dev>& inputs_embeds, const Tensor<std::int64_t, 2>& attention_mask = {},
-                               const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
-                               Prefix&& prefix = Prefix{}) {
+  BertOutput<T, Dev> forward_embeds(const Var<T, 3, Dev>& inputs_embeds,
+                                    const Tensor<std::int64_t, 2>& attention_mask = {},
+                                    const Tensor<std::int64_t, 2>& token_type_ids = {}, const BertRun& run = {},
+                                    Prefix&& prefix = Prefix{}) {
     const index_t B = inputs_embeds.extent(0), L = inputs_embeds.extent(1);
     if (inputs_embeds.value().empty() || B < 1 || L < 1 || inputs_embeds.extent(2) != cfg.hidden)
       throw ShapeError(detail::cat("Bert::forward_embeds: inputs_embeds must be (B, T, ", cfg.hidden,

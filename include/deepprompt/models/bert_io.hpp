@@ -69,7 +69,8 @@ void load_weights(M& model, const SafeTensorsFile& file, bool strict, std::vecto
   } catch (const Error& e) {
     const std::string_view msg = e.what();
     const auto at = msg.find("the model:");
-    throw Error(detail::cat("Bert: '", file.path().string(), "' does not fit the model", bert_shape_note<typename M::config_type>(), ":",
+    throw Error(detail::cat("Bert: '", file.path().string(), "' does not fit the model",
+                            bert_shape_note<typename M::config_type>(), ":",
                             at == std::string_view::npos ? msg : msg.substr(at + 10)));
   }
   for_each_parameter(model, [&](const std::string& name, auto& p) {

@@ -87,15 +87,15 @@ struct BertSelfAttention {
   /// x: (B, T, C) -> the attention context (B, T, C), before the output projection.
   /// mask: additive (B, T) or (B, P + T), or empty. offsets: empty, or x is (1, N, C) holding
   /// packed sequences (AttentionCall::offsets; then no mask).
-  Var<T, 3, Dev> forward(const Var<T, 3, Dev>& x, const Tensor<T, 2, Dev>& mask, const KVPrefix<T, Dev>& prefix, Generator* gen,
-                    bool training, std::span<const index_t> offsets = {}) const {
+  Var<T, 3, Dev> forward(const Var<T, 3, Dev>& x, const Tensor<T, 2, Dev>& mask, const KVPrefix<T, Dev>& prefix,
+                         Generator* gen, bool training, std::span<const index_t> offsets = {}) const {
     return attend(x, x, mask, prefix, gen, training, offsets, {});
   }
   /// Packed sequences x (1, N, C) (offsets) whose queries are only the rows xq (1, Nq, C), sequence
   /// b's at query_offsets [b, b + 1): the context of those rows (1, Nq, C).
-  Var<T, 3, Dev> forward_queries(const Var<T, 3, Dev>& xq, const Var<T, 3, Dev>& x, const KVPrefix<T, Dev>& prefix, Generator* gen,
-                            bool training, std::span<const index_t> offsets,
-                            std::span<const index_t> query_offsets) const {
+  Var<T, 3, Dev> forward_queries(const Var<T, 3, Dev>& xq, const Var<T, 3, Dev>& x, const KVPrefix<T, Dev>& prefix,
+                                 Generator* gen, bool training, std::span<const index_t> offsets,
+                                 std::span<const index_t> query_offsets) const {
     return attend(xq, x, {}, prefix, gen, training, offsets, query_offsets);
   }
 
@@ -110,9 +110,9 @@ struct BertSelfAttention {
     return KVPrefix<T, Dev>::shared(heads_first(key(h)), heads_first(value(h)));
   }
 
-  Var<T, 3, Dev> attend(const Var<T, 3, Dev>& xq, const Var<T, 3, Dev>& x, const Tensor<T, 2, Dev>& mask, const KVPrefix<T, Dev>& prefix,
-                   Generator* gen, bool training, std::span<const index_t> offsets,
-                   std::span<const index_t> query_offsets) const {
+  Var<T, 3, Dev> attend(const Var<T, 3, Dev>& xq, const Var<T, 3, Dev>& x, const Tensor<T, 2, Dev>& mask,
+                        const KVPrefix<T, Dev>& prefix, Generator* gen, bool training, std::span<const index_t> offsets,
+                        std::span<const index_t> query_offsets) const {
     AttentionCall<T, Dev> call;
     call.mask = mask;
     call.offsets = offsets;
@@ -204,18 +204,18 @@ struct BertLayer {
 
   /// x, y: (B, T, C).
   /// x: (B, T, C), or (1, N, C) packed sequences with their offsets (BertSelfAttention::forward).
-  Var<T, 3, Dev> forward(const Var<T, 3, Dev>& x, const Tensor<T, 2, Dev>& mask, const KVPrefix<T, Dev>& prefix, Generator* gen,
-                    bool training, std::span<const index_t> offsets = {}) const {
-    Var<T, 3, Dev> h = attention.output.forward(attention.self_attention.forward(x, mask, prefix, gen, training, offsets),
-                                           x, gen, training);
+  Var<T, 3, Dev> forward(const Var<T, 3, Dev>& x, const Tensor<T, 2, Dev>& mask, const KVPrefix<T, Dev>& prefix,
+                         Generator* gen, bool training, std::span<const index_t> offsets = {}) const {
+    Var<T, 3, Dev> h = attention.output.forward(
+        attention.self_attention.forward(x, mask, prefix, gen, training, offsets), x, gen, training);
     return output.forward(intermediate.forward(h), h, gen, training);
   }
   /// The layer's outputs for the rows xq (1, Nq, C) only of packed sequences x (1, N, C)
   /// (BertSelfAttention::forward_queries): every row serves as key and value, only xq's rows
   /// go through the attention output and the feed-forward.
-  Var<T, 3, Dev> forward_queries(const Var<T, 3, Dev>& xq, const Var<T, 3, Dev>& x, const KVPrefix<T, Dev>& prefix, Generator* gen,
-                            bool training, std::span<const index_t> offsets,
-                            std::span<const index_t> query_offsets) const {
+  Var<T, 3, Dev> forward_queries(const Var<T, 3, Dev>& xq, const Var<T, 3, Dev>& x, const KVPrefix<T, Dev>& prefix,
+                                 Generator* gen, bool training, std::span<const index_t> offsets,
+                                 std::span<const index_t> query_offsets) const {
     Var<T, 3, Dev> h = attention.output.forward(
         attention.self_attention.forward_queries(xq, x, prefix, gen, training, offsets, query_offsets), xq, gen,
         training);

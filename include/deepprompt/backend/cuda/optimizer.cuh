@@ -112,7 +112,8 @@ template <class T>
 double grad_norm_partial(const T* x, index_t n, double p) {
   if (n <= 0) return 0;
   Tensor<double, 1, Cuda> partial({optim_detail::kNormBlocks});
-  optim_detail::norm_partial_kernel<<<optim_detail::kNormBlocks, kThreads, 0, current_stream()>>>(x, n, p, std::isinf(p), partial.data());
+  optim_detail::norm_partial_kernel<<<optim_detail::kNormBlocks, kThreads, 0, current_stream()>>>(
+      x, n, p, std::isinf(p), partial.data());
   check(cudaGetLastError(), "cuda::grad_norm_partial");
   std::vector<double> host(optim_detail::kNormBlocks);
   copy_sync(host.data(), partial.data(), sizeof(double) * host.size(), cudaMemcpyDeviceToHost,
