@@ -6,6 +6,7 @@
 // outputs and every input's gradient. tests/cuda/device_ops.cuh does the same with Cuda.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -350,6 +351,15 @@ std::vector<std::vector<float>> run(Op& op, const deepprompt::Tensor<float, R>&.
   return out;
 }
 
+/// The largest |got - want| / max(1, |want|) (sizes must match).
+inline double worst_rel(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(double(got[i]) - want[i]) / std::max(1.0, std::abs(double(want[i]))));
+  return worst;
+}
+
 /// op on HostDevice against op on Cpu: output and every gradient within `tol` (scaled).
 template <class Op, std::size_t... R>
 void check_op(Op op, double tol, const deepprompt::Tensor<float, R>&... inputs) {
@@ -358,11 +368,7 @@ void check_op(Op op, double tol, const deepprompt::Tensor<float, R>&... inputs) 
   REQUIRE(cpu.size() == dev.size());
   for (std::size_t k = 0; k < cpu.size(); ++k) {
     INFO("output 0 / gradient of input k: ", k);
-    REQUIRE(cpu[k].size() == dev[k].size());
-    double worst = 0;
-    for (std::size_t i = 0; i < cpu[k].size(); ++i)
-      worst = std::max(worst, std::abs(double(dev[k][i]) - cpu[k][i]) / std::max(1.0, std::abs(double(cpu[k][i]))));
-    CHECK(worst <= tol);
+    CHECK(worst_rel(dev[k], cpu[k]) <= tol);
   }
 }
 

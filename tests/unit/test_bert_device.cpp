@@ -62,13 +62,7 @@ std::vector<std::vector<float>> outputs_and_grads(Model<D>& model) {
   return r;
 }
 
-double worst_rel(const std::vector<float>& got, const std::vector<float>& want) {
-  REQUIRE(got.size() == want.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < got.size(); ++i)
-    worst = std::max(worst, std::abs(double(got[i]) - want[i]) / std::max(1.0, std::abs(double(want[i]))));
-  return worst;
-}
+using dp_test::worst_rel;
 
 TEST_CASE("bert on a device: from_pretrained, PyTorch's outputs, the host's gradients") {
   auto dev = Model<HostDevice>::from_pretrained(kDir);

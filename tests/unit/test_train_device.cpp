@@ -54,13 +54,7 @@ struct Params {
   }
 };
 
-double worst_rel(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(double(a[i]) - b[i]) / std::max(1.0, std::abs(double(a[i]))));
-  return worst;
-}
+using dp_test::worst_rel;
 
 // Six steps of make(refs) on each device with clip_grad_norm(max_norm) before each step (0: no
 // clipping); the parameters and the returned norms must agree.
