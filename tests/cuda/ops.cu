@@ -30,6 +30,7 @@
 #include "deepprompt/train/optimizer.hpp"
 #include "ptv2_layer.cuh"
 #include "../unit/bert_ptv2_steps.hpp"
+#include "deepprompt/models/t5.hpp"
 #include "../unit/encoder_block.hpp"
 
 using namespace cuda_test;
@@ -274,6 +275,33 @@ void bert_steps() {
                std::vector<double>{h.eval_before, h.eval_after}, 1e-4);
 }
 
+// T5 on the GPU: a tiny random v1.0 model copied to the device (T5::to), the teacher-forced loss
+// and every gradient against the host's.
+void t5_model() {
+  using Tiny = dp::T5Config<16, 4, 32, 2, 2, 4, 40, dp::T5Act::relu, false, true, 16, 20>;
+  dp::T5<Tiny> host(3);
+  auto gpu = host.to<dp::Cuda>();
+  const index_t B = 2, Ts = 7, S = 5;
+  dp::Tensor<std::int64_t, 2> ids({B, Ts}), mask({B, Ts}), labels({B, S});
+  for (index_t b = 0; b < B; ++b) {
+    for (index_t t = 0; t < Ts; ++t) ids(b, t) = 1 + (5 * b + 3 * t) % 39, mask(b, t) = t < Ts - 2 * b ? 1 : 0;
+    for (index_t t = 0; t < S; ++t) labels(b, t) = t == S - 1 && b == 1 ? -100 : 1 + (7 * b + t) % 39;
+  }
+  auto run = [&](auto& model) {
+    auto loss = model.loss(ids, mask, labels);
+    loss.backward();
+    std::vector<std::vector<float>> r{floats(on_host(loss.value()))};
+    dp::for_each_parameter(model, [&](const std::string&, auto& p) { r.push_back(floats(on_host(p.grad()))); });
+    return r;
+  };
+  const auto h = run(host);
+  const auto g = run(gpu);
+  if (h.size() != g.size()) ++g_failed;
+  for (std::size_t i = 0; i < h.size() && i < g.size(); ++i)
+    expect_close(i == 0 ? std::string("T5<Cuda>: loss") : "T5<Cuda>: gradient " + std::to_string(i), g[i],
+                 std::vector<double>(h[i].begin(), h[i].end()), 1e-4);
+}
+
 }  // namespace
 
 int main() {
@@ -290,6 +318,7 @@ int main() {
   streams();
   optimisers();
   bert_steps();
+  t5_model();
   ptv2_layer_check();
   std::printf("%s: %d failed checks\n", g_failed ? "FAIL" : "ok", g_failed);
   return g_failed ? 1 : 0;

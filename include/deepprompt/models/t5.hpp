@@ -28,6 +28,11 @@
 // shared (H, P, D) or per example (B, H, P, D). The prefix is put in front of the keys and values; the relative position
 // bias and the padding masks cover only the real keys (the prefix gets 0 and is always visible).
 // (Hugging Face's past_key_values would instead shift the real tokens' relative positions by P.)
+//
+// Device: T5<Spec, T, Dev> keeps its parameters and activations on Dev (Cpu by default); weights
+// are drawn or read on the host and copied (from_pretrained, init_weights, to<D>()), checkpoints
+// are written through a host copy. Ids and masks stay host tensors. Generation (t5_generate.hpp)
+// runs on the host: copy the model there with to<Cpu>().
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -58,19 +63,23 @@
 #include "../ops/norm.hpp"
 #include "../ops/shape.hpp"
 #include "t5_config.hpp"
+#include "t5_io.hpp"
 #include "t5_layers.hpp"
 
 namespace deepprompt {
 
 /// T5ForConditionalGeneration. Spec: a T5Config<...> (sizes fixed at compile time; a checkpoint of
 /// other sizes is rejected) or T5DynamicConfig (sizes from the constructor or config.json).
-template <detail::T5ConfigLike Spec = T5DynamicConfig, class T = float>
+template <detail::T5ConfigLike Spec = T5DynamicConfig, class T = float, DevicePolicy Dev = Cpu>
 class T5 {
   static_assert(std::is_floating_point_v<T>, "T5: T must be float or double");
+  template <detail::T5ConfigLike, class, DevicePolicy>
+  friend class T5;
 
  public:
   using value_type = T;
   using spec = Spec;
+  using device_type = Dev;
 
   /// A model with the Spec's sizes, initialised as Hugging Face's T5PreTrainedModel._init_weights
   /// (initializer_factor 1) from `seed`. Static Specs only.
@@ -89,72 +98,54 @@ class T5 {
   /// Throws IoError / FormatError naming the file, and Error listing every missing, unexpected
   /// and mis-shaped tensor.
   static T5 from_pretrained(const std::filesystem::path& dir) {
-    const T5Dims d = t5_dims(read_t5_config(dir));
-    if constexpr (!Spec::dynamic) detail::check_t5_dims_match(Spec::dims(), d, (dir / "config.json").string());
-    const auto file = dir / "model.safetensors";
-    if (!std::filesystem::exists(file))
-      throw IoError(detail::cat("T5: no model.safetensors in '", dir.string(),
-                                "' (only safetensors checkpoints are read; convert pytorch_model.bin first)"));
-    T5 m(d, NoInit{});
-    m.load_safetensors(file);
-    return m;
+    if constexpr (!std::is_same_v<Dev, Cpu>) {  // read on the host, then copied
+      return T5<Spec, T, Cpu>::from_pretrained(dir).template to<Dev>();
+    } else {
+      const T5Dims d = t5_dims(read_t5_config(dir));
+      if constexpr (!Spec::dynamic) detail::check_t5_dims_match(Spec::dims(), d, (dir / "config.json").string());
+      const auto file = dir / "model.safetensors";
+      if (!std::filesystem::exists(file))
+        throw IoError(detail::cat("T5: no model.safetensors in '", dir.string(),
+                                  "' (only safetensors checkpoints are read; convert pytorch_model.bin first)"));
+      T5 m(d, NoInit{});
+      m.load_safetensors(file);
+      return m;
+    }
   }
 
   /// Copies the tensors of a safetensors file into the parameters (see the aliases at the top).
   /// Strict: throws one Error listing every missing, unexpected and mis-shaped tensor and copies
-  /// nothing. Not strict: copies what fits and returns the report.
+  /// nothing. Not strict: copies what fits and returns the report. On a device: through a host copy.
   LoadReport load_safetensors(const std::filesystem::path& path, bool strict = true) {
-    const auto f = SafeTensorsFile::open(path);
-    LoadReport rep;
-    std::set<std::string, std::less<>> used;
-    auto source = [&](const std::string& name) -> std::string {
-      if (f.contains(name)) return name;
-      if (name == "shared.weight")
-        for (const char* alias : {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"})
-          if ((dims_.tied || std::string_view(alias) != "lm_head.weight") && f.contains(alias)) return alias;
-      return {};
-    };
-    for_each_parameter(*this, [&](const std::string& name, auto& p) {
-      const std::string src = source(name);
-      if (src.empty()) return rep.missing.push_back(name);
-      used.insert(src);
-      const auto& shape = f.info(src).shape;
-      if (!std::equal(shape.begin(), shape.end(), p.shape().begin(), p.shape().end()))
-        rep.mismatched.push_back(detail::cat(src, " ", shape_str(shape), " vs ", shape_str(p.shape())));
-    });
-    for (const auto& name : f.names()) {
-      if (used.contains(name)) continue;
-      const bool alias = name == "encoder.embed_tokens.weight" || name == "decoder.embed_tokens.weight" ||
-                         (dims_.tied && name == "lm_head.weight") ||
-                         name == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight";
-      if (!alias) rep.unexpected.push_back(name);
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      return t5::load_safetensors(*this, dims_, path, strict);
+    } else {
+      auto host = to<Cpu>();
+      LoadReport rep = host.load_safetensors(path, strict);
+      copy_parameters<T>(*this, host);
+      return rep;
     }
-    if (strict && !rep.ok())
-      throw Error(detail::cat("T5: the checkpoint '", path.string(), "' does not fit the model:", rep.str()));
-    for_each_parameter(*this, [&](const std::string& name, auto& p) {
-      const std::string src = source(name);
-      if (src.empty()) return;
-      const auto& shape = f.info(src).shape;
-      if (std::equal(shape.begin(), shape.end(), p.shape().begin(), p.shape().end())) f.load_into(src, p.value());
-    });
-    return rep;
   }
 
   /// Writes `dir`/config.json and `dir`/model.safetensors as Hugging Face's save_pretrained does
   /// (no tied duplicates), or with the aliases encoder/decoder.embed_tokens.weight (and
   /// lm_head.weight when tied) as torch's state_dict() lists them. float models write F32.
   void save_pretrained(const std::filesystem::path& dir, bool with_tied_aliases = false) {
-    std::filesystem::create_directories(dir);
-    const std::string cfg = config_json().dump(2) + "\n";
-    write_file_atomic(dir / "config.json", std::as_bytes(std::span(cfg.data(), cfg.size())));
-    std::vector<TensorEntry> entries;
-    for_each_parameter(*this, [&](const std::string& name, auto& p) { entries.push_back(entry(name, p.value())); });
-    if (with_tied_aliases) {
-      entries.push_back(entry("encoder.embed_tokens.weight", shared_.weight.value()));
-      entries.push_back(entry("decoder.embed_tokens.weight", shared_.weight.value()));
-      if (dims_.tied) entries.push_back(entry("lm_head.weight", shared_.weight.value()));
-    }
-    save_safetensors(dir / "model.safetensors", entries, {{"format", "pt"}});
+    if constexpr (std::is_same_v<Dev, Cpu>)
+      t5::save_pretrained(*this, shared_.weight, config_json(), dims_.tied, dir, with_tied_aliases);
+    else
+      to<Cpu>().save_pretrained(dir, with_tied_aliases);
+  }
+
+  /// A copy of this model on device To (the host or a device, from either): the same sizes,
+  /// weights, trainable flags, dropout stream and mode.
+  template <DevicePolicy To>
+  T5<Spec, T, To> to() {
+    T5<Spec, T, To> out(dims_, typename T5<Spec, T, To>::NoInit{});
+    copy_parameters<T>(out, *this);
+    out.gen_ = gen_;
+    out.training_ = training_;
+    return out;
   }
 
   /// The Hugging Face config.json of this model.
@@ -180,7 +171,7 @@ class T5 {
   // --- forward --------------------------------------------------------------------------------
   /// Encoder, decoder, LM head and (with labels) the loss. Decoder inputs: decoder_input_ids, or
   /// the labels shifted right (decoder_start_token_id in front, -100 replaced by pad_token_id).
-  T5Output<T> forward(const T5Batch& batch, const T5Prefix<T>* prefix = nullptr) {
+  T5Output<T, Dev> forward(const T5Batch& batch, const T5Prefix<T, Dev>* prefix = nullptr) {
     const bool has_labels = !batch.labels.empty();
     if (batch.decoder_input_ids.empty() && !has_labels)
       throw Error("T5::forward: give decoder_input_ids or labels (the decoder needs inputs)");
@@ -197,24 +188,24 @@ class T5 {
       check_shapes(batch.decoder_attention_mask.shape() == dec_ids.shape(), "T5::forward",
                    "decoder_attention_mask must have the shape of decoder_input_ids",
                    batch.decoder_attention_mask.shape(), dec_ids.shape());
-    T5Output<T> out;
+    T5Output<T, Dev> out;
     out.encoder_last_hidden_state = encode(batch.input_ids, batch.attention_mask, prefix);
-    const Tensor<T, 2> enc_mask = additive_mask(batch.attention_mask, batch.input_ids);
-    const Tensor<T, 2> dec_mask = additive_mask(batch.decoder_attention_mask, dec_ids);
+    const Tensor<T, 2, Dev> enc_mask = additive_mask(batch.attention_mask, batch.input_ids);
+    const Tensor<T, 2, Dev> dec_mask = additive_mask(batch.decoder_attention_mask, dec_ids);
     auto hidden = decode(dec_ids, out.encoder_last_hidden_state, enc_mask, prefix, nullptr, dec_mask);
     out.logits = lm_logits(hidden);
     if (has_labels) out.loss = cross_entropy(out.logits, batch.labels, -100);
     return out;
   }
   /// forward() with decoder_input_ids.
-  T5Output<T> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask,
-                      const Tensor<std::int64_t, 2>& decoder_input_ids, const T5Prefix<T>* prefix = nullptr) {
+  T5Output<T, Dev> forward(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask,
+                      const Tensor<std::int64_t, 2>& decoder_input_ids, const T5Prefix<T, Dev>* prefix = nullptr) {
     return forward(T5Batch{.input_ids = input_ids, .attention_mask = attention_mask, .decoder_input_ids = decoder_input_ids},
                    prefix);
   }
   /// The teacher-forced loss with labels (B, S) (-100 ignored).
-  Var<T, 0> loss(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask,
-                 const Tensor<std::int64_t, 2>& labels, const T5Prefix<T>* prefix = nullptr) {
+  Var<T, 0, Dev> loss(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& attention_mask,
+                 const Tensor<std::int64_t, 2>& labels, const T5Prefix<T, Dev>* prefix = nullptr) {
     return *forward(T5Batch{.input_ids = input_ids, .attention_mask = attention_mask, .labels = labels}, prefix).loss;
   }
 
@@ -232,20 +223,20 @@ class T5 {
 
   /// The additive mask of a 0/1 mask (0 or the lowest finite T), (B, T); empty for an empty mask.
   /// `ids` (B, T) is the sequence the mask belongs to (checked against its shape).
-  Tensor<T, 2> additive_mask(const Tensor<std::int64_t, 2>& mask, const Tensor<std::int64_t, 2>& ids) const {
+  Tensor<T, 2, Dev> additive_mask(const Tensor<std::int64_t, 2>& mask, const Tensor<std::int64_t, 2>& ids) const {
     if (mask.empty()) return {};
     check_shapes(mask.shape() == ids.shape(), "T5", "an attention mask must have the shape of its ids", mask.shape(),
                  ids.shape());
-    return attention_mask<T>(mask);
+    return copy_to<Dev>(attention_mask<T>(mask));
   }
 
   /// The encoder: ids (B, Ts), 0/1 mask (B, Ts) or empty; returns the last hidden state (B, Ts, C).
-  Var<T, 3> encode(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& mask,
-                   const T5Prefix<T>* prefix = nullptr) {
+  Var<T, 3, Dev> encode(const Tensor<std::int64_t, 2>& input_ids, const Tensor<std::int64_t, 2>& mask,
+                   const T5Prefix<T, Dev>* prefix = nullptr) {
     check_ids("input_ids", input_ids);
     check_prefix(prefix, input_ids.extent(0));
     const index_t S = input_ids.extent(1);
-    const Tensor<T, 2> m = additive_mask(mask, input_ids);
+    const Tensor<T, 2, Dev> m = additive_mask(mask, input_ids);
     auto h = drop(embedding(shared_.weight.var(), input_ids));  // (B, Ts, C)
     const auto bias = position_bias(*encoder_.block[0].self.attention.relative_attention_bias, 0, S, S, true);
     for (std::size_t i = 0; i < encoder_.block.size(); ++i) {
@@ -253,7 +244,7 @@ class T5 {
       auto& att = blk.self.attention;
       auto n = rms_norm(h, blk.self.layer_norm.weight, T(dims_.eps));
       auto a = attend(att, n, heads(linear(n, att.k.weight.var())), heads(linear(n, att.v.weight.var())), m, bias,
-                      false, layer_prefix(prefix, &T5Prefix<T>::encoder, i));
+                      false, layer_prefix(prefix, &T5Prefix<T, Dev>::encoder, i));
       h = h + drop(a);
       h = feed_forward(blk.ff, h);
     }
@@ -266,9 +257,9 @@ class T5 {
   /// and values are appended to it (the cross-attention ones are computed on the first call) and
   /// its length advances by S. `dec_mask`: an additive mask over the decoder's keys (B, length + S),
   /// or empty (causal only).
-  Var<T, 3> decode(const Tensor<std::int64_t, 2>& ids, const Var<T, 3>& encoder_hidden, const Tensor<T, 2>& enc_mask,
-                   const T5Prefix<T>* prefix = nullptr, T5Cache<T>* cache = nullptr,
-                   const Tensor<T, 2>& dec_mask = {}) {
+  Var<T, 3, Dev> decode(const Tensor<std::int64_t, 2>& ids, const Var<T, 3, Dev>& encoder_hidden, const Tensor<T, 2, Dev>& enc_mask,
+                   const T5Prefix<T, Dev>* prefix = nullptr, T5Cache<T, Dev>* cache = nullptr,
+                   const Tensor<T, 2, Dev>& dec_mask = {}) {
     check_ids("decoder_input_ids", ids);
     check_prefix(prefix, ids.extent(0));
     const index_t B = ids.extent(0), S = ids.extent(1), C = dims_.d_model;
@@ -288,17 +279,17 @@ class T5 {
       if (cache) {
         auto& c = cache->layers[i];
         if (past > 0) {
-          k = concat<T, 4>({c.self_k, k}, 2);
-          v = concat<T, 4>({c.self_v, v}, 2);
+          k = concat<T, 4, Dev>({c.self_k, k}, 2);
+          v = concat<T, 4, Dev>({c.self_v, v}, 2);
         }
         c.self_k = k, c.self_v = v;
       }
-      auto a = attend(sa, n, k, v, dec_mask, bias, true, layer_prefix(prefix, &T5Prefix<T>::decoder, i));
+      auto a = attend(sa, n, k, v, dec_mask, bias, true, layer_prefix(prefix, &T5Prefix<T, Dev>::decoder, i));
       h = h + drop(a);
 
       auto& ca = blk.cross->attention;
       n = rms_norm(h, blk.cross->layer_norm.weight, T(dims_.eps));
-      Var<T, 4> ck, cv;
+      Var<T, 4, Dev> ck, cv;
       if (cache && !cache->layers[i].cross_k.value().empty()) {
         ck = cache->layers[i].cross_k, cv = cache->layers[i].cross_v;
       } else {
@@ -306,7 +297,7 @@ class T5 {
         cv = heads(linear(encoder_hidden, ca.v.weight.var()));
         if (cache) cache->layers[i].cross_k = ck, cache->layers[i].cross_v = cv;
       }
-      a = attend(ca, n, ck, cv, enc_mask, Var<T, 4>(), false, layer_prefix(prefix, &T5Prefix<T>::cross, i));
+      a = attend(ca, n, ck, cv, enc_mask, Var<T, 4, Dev>(), false, layer_prefix(prefix, &T5Prefix<T, Dev>::cross, i));
       h = h + drop(a);
       h = feed_forward(blk.ff, h);
     }
@@ -315,7 +306,7 @@ class T5 {
   }
 
   /// The LM head: hidden (B, S, C) -> logits (B, S, V); tied models scale the input by d_model^-0.5.
-  Var<T, 3> lm_logits(const Var<T, 3>& hidden) {
+  Var<T, 3, Dev> lm_logits(const Var<T, 3, Dev>& hidden) {
     if (dims_.tied)
       return linear(scale(hidden, static_cast<T>(std::pow(static_cast<double>(dims_.d_model), -0.5))),
                     shared_.weight.var());
@@ -324,7 +315,7 @@ class T5 {
 
   /// The relative position bias of `table` (buckets, H) for queries at positions q0..q0+Tq-1 and
   /// keys 0..Tk-1: (1, H, Tq, Tk), differentiable in the table.
-  Var<T, 4> position_bias(const t5::Matrix<T>& table, index_t q0, index_t Tq, index_t Tk, bool bidirectional) const {
+  Var<T, 4, Dev> position_bias(const t5::Matrix<T, Dev>& table, index_t q0, index_t Tq, index_t Tk, bool bidirectional) const {
     Tensor<std::int64_t, 2> ids({Tq, Tk});
     for (index_t i = 0; i < Tq; ++i)
       for (index_t j = 0; j < Tk; ++j)
@@ -334,14 +325,21 @@ class T5 {
   }
 
   // --- parts, by reference (Hugging Face names in comments) ---------------------------------
-  t5::Matrix<T>& shared() { return shared_; }             // shared
-  t5::Stack<T>& encoder() { return encoder_; }            // encoder
-  t5::Stack<T>& decoder() { return decoder_; }            // decoder
-  std::optional<t5::Matrix<T>>& lm_head() { return lm_head_; }  // lm_head (untied only)
+  t5::Matrix<T, Dev>& shared() { return shared_; }             // shared
+  t5::Stack<T, Dev>& encoder() { return encoder_; }            // encoder
+  t5::Stack<T, Dev>& decoder() { return decoder_; }            // decoder
+  std::optional<t5::Matrix<T, Dev>>& lm_head() { return lm_head_; }  // lm_head (untied only)
 
-  /// Hugging Face's _init_weights with initializer_factor `factor`, drawn from `seed`.
+  /// Hugging Face's _init_weights with initializer_factor `factor`, drawn from `seed` (on a
+  /// device: drawn on the host, copied, so both devices start alike).
   void init_weights(std::uint64_t seed, double factor = 1.0) {
-    t5::init_weights(shared_, encoder_, decoder_, lm_head_, dims_, seed, factor);
+    if constexpr (std::is_same_v<Dev, Cpu>) {
+      t5::init_weights(shared_, encoder_, decoder_, lm_head_, dims_, seed, factor);
+    } else {
+      T5<Spec, T, Cpu> host(dims_, typename T5<Spec, T, Cpu>::NoInit{});
+      host.init_weights(seed, factor);
+      copy_parameters<T>(*this, host);
+    }
   }
 
  private:
@@ -356,25 +354,25 @@ class T5 {
   void build() {
     const T5Dims& d = dims_;
     auto mat = [](const std::string& name, index_t r, index_t c) {
-      return t5::Matrix<T>{Parameter<T, 2>(name + ".weight", Tensor<T, 2>({r, c}))};
+      return t5::Matrix<T, Dev>{Parameter<T, 2, Dev>(name + ".weight", Tensor<T, 2, Dev>({r, c}))};
     };
     auto norm = [&](const std::string& name) {
-      return t5::Norm<T>{Parameter<T, 1>(name + ".weight", Tensor<T, 1>::full({d.d_model}, T(1)))};
+      return t5::Norm<T, Dev>{Parameter<T, 1, Dev>(name + ".weight", filled<T, 1, Dev>({d.d_model}, T(1)))};
     };
     auto attention = [&](const std::string& name, bool relative) {
-      t5::Attention<T> a{mat(name + ".q", d.inner(), d.d_model), mat(name + ".k", d.inner(), d.d_model),
+      t5::Attention<T, Dev> a{mat(name + ".q", d.inner(), d.d_model), mat(name + ".k", d.inner(), d.d_model),
                          mat(name + ".v", d.inner(), d.d_model), mat(name + ".o", d.d_model, d.inner()),
                          std::nullopt};
       if (relative) a.relative_attention_bias = mat(name + ".relative_attention_bias", d.buckets, d.num_heads);
       return a;
     };
     auto stack = [&](const std::string& name, index_t layers, bool decoder) {
-      t5::Stack<T> s;
+      t5::Stack<T, Dev> s;
       for (index_t i = 0; i < layers; ++i) {
         const std::string p = detail::cat(name, ".block.", i, ".layer.");
-        t5::Block<T> b;
+        t5::Block<T, Dev> b;
         b.self = {attention(p + "0.SelfAttention", i == 0), norm(p + "0.layer_norm")};
-        if (decoder) b.cross = t5::CrossAttentionLayer<T>{attention(p + "1.EncDecAttention", false), norm(p + "1.layer_norm")};
+        if (decoder) b.cross = t5::CrossAttentionLayer<T, Dev>{attention(p + "1.EncDecAttention", false), norm(p + "1.layer_norm")};
         const std::string f = p + (decoder ? "2" : "1");
         if (d.gated) {
           b.ff.dense.wi_0 = mat(f + ".DenseReluDense.wi_0", d.d_ff, d.d_model);
@@ -404,9 +402,9 @@ class T5 {
                                 ", outside the vocabulary [0, ", dims_.vocab_size, ")"));
   }
 
-  void check_prefix(const T5Prefix<T>* p, index_t B) const {
+  void check_prefix(const T5Prefix<T, Dev>* p, index_t B) const {
     if (!p) return;
-    auto check = [&](const std::vector<KVPrefix<T>>& v, index_t layers, const char* kind) {
+    auto check = [&](const std::vector<KVPrefix<T, Dev>>& v, index_t layers, const char* kind) {
       if (!v.empty() && static_cast<index_t>(v.size()) != layers)
         throw Error(detail::cat("T5Prefix: ", v.size(), " ", kind, " prefixes for ", layers,
                                 " layers (give none or one per layer; an empty entry means none there)"));
@@ -427,28 +425,28 @@ class T5 {
     check(p->cross, dims_.num_decoder_layers, "cross-attention");
   }
 
-  static const KVPrefix<T>* layer_prefix(const T5Prefix<T>* p, std::vector<KVPrefix<T>> T5Prefix<T>::*kind,
+  static const KVPrefix<T, Dev>* layer_prefix(const T5Prefix<T, Dev>* p, std::vector<KVPrefix<T, Dev>> T5Prefix<T, Dev>::*kind,
                                          std::size_t i) {
     if (!p || (p->*kind).empty() || (p->*kind)[i].empty()) return nullptr;
     return &(p->*kind)[i];
   }
 
   template <std::size_t R>
-  Var<T, R> drop(const Var<T, R>& x) {
+  Var<T, R, Dev> drop(const Var<T, R, Dev>& x) {
     return dropout(x, T(dims_.dropout), gen_, training_);
   }
 
   // (B, S, H * D) -> (B, H, S, D)
-  Var<T, 4> heads(const Var<T, 3>& x) const {
+  Var<T, 4, Dev> heads(const Var<T, 3, Dev>& x) const {
     const index_t B = x.extent(0), S = x.extent(1);
     return permute(reshape<4>(x, Shape<4>{B, S, dims_.num_heads, dims_.d_kv}), {0, 2, 1, 3});
   }
 
   // Queries from `x` (B, Tq, C), keys and values (B, H, Tk, D); returns o(attention) (B, Tq, C).
-  Var<T, 3> attend(const t5::Attention<T>& a, const Var<T, 3>& x, const Var<T, 4>& k, const Var<T, 4>& v,
-                   const Tensor<T, 2>& mask, const Var<T, 4>& bias, bool causal, const KVPrefix<T>* prefix) {
+  Var<T, 3, Dev> attend(const t5::Attention<T, Dev>& a, const Var<T, 3, Dev>& x, const Var<T, 4, Dev>& k, const Var<T, 4, Dev>& v,
+                   const Tensor<T, 2, Dev>& mask, const Var<T, 4, Dev>& bias, bool causal, const KVPrefix<T, Dev>* prefix) {
     const index_t B = x.extent(0), Tq = x.extent(1);
-    AttentionOptions<T> opt;
+    AttentionOptions<T, Dev> opt;
     opt.mask = mask;
     opt.bias = bias;
     opt.causal = causal;
@@ -466,7 +464,7 @@ class T5 {
     return linear(merged, a.o.weight.var());
   }
 
-  Var<T, 3> activation(const Var<T, 3>& x) const {
+  Var<T, 3, Dev> activation(const Var<T, 3, Dev>& x) const {
     switch (dims_.act) {
       case T5Act::relu: return relu(x);
       case T5Act::gelu: return gelu(x);
@@ -477,9 +475,9 @@ class T5 {
   }
 
   // T5LayerFF: h + dropout(DenseReluDense(layer_norm(h)))
-  Var<T, 3> feed_forward(const t5::FeedForwardLayer<T>& f, const Var<T, 3>& h) {
+  Var<T, 3, Dev> feed_forward(const t5::FeedForwardLayer<T, Dev>& f, const Var<T, 3, Dev>& h) {
     auto n = rms_norm(h, f.layer_norm.weight, T(dims_.eps));
-    Var<T, 3> inner = f.dense.wi ? activation(linear(n, f.dense.wi->weight.var()))
+    Var<T, 3, Dev> inner = f.dense.wi ? activation(linear(n, f.dense.wi->weight.var()))
                                  : mul(activation(linear(n, f.dense.wi_0->weight.var())),
                                        linear(n, f.dense.wi_1->weight.var()));
     auto y = linear(drop(inner), f.dense.wo.weight.var());
@@ -487,15 +485,15 @@ class T5 {
   }
 
   T5Dims dims_;
-  t5::Matrix<T> shared_;
-  t5::Stack<T> encoder_, decoder_;
-  std::optional<t5::Matrix<T>> lm_head_;
+  t5::Matrix<T, Dev> shared_;
+  t5::Stack<T, Dev> encoder_, decoder_;
+  std::optional<t5::Matrix<T, Dev>> lm_head_;
   bool training_ = false;
   Generator gen_{0x7535};
 };
 
 /// A T5 sized at run time (config.json).
-template <class T = float>
-using DynamicT5 = T5<T5DynamicConfig, T>;
+template <class T = float, DevicePolicy Dev = Cpu>
+using DynamicT5 = T5<T5DynamicConfig, T, Dev>;
 
 }  // namespace deepprompt

@@ -49,11 +49,11 @@ inline std::int64_t t5_relative_position_bucket(std::int64_t relative_position, 
 
 /// Per-layer prefixes of a T5. Each vector is empty (no prefix) or has one entry per layer of its
 /// kind (an empty entry: no prefix on that layer).
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct T5Prefix {
-  std::vector<KVPrefix<T>> encoder;  // encoder self-attention, num_layers entries
-  std::vector<KVPrefix<T>> decoder;  // decoder self-attention, num_decoder_layers entries
-  std::vector<KVPrefix<T>> cross;    // cross-attention, num_decoder_layers entries
+  std::vector<KVPrefix<T, Dev>> encoder;  // encoder self-attention, num_layers entries
+  std::vector<KVPrefix<T, Dev>> decoder;  // decoder self-attention, num_decoder_layers entries
+  std::vector<KVPrefix<T, Dev>> cross;    // cross-attention, num_decoder_layers entries
 };
 
 /// Inputs of T5::forward. Token ids are int64; masks hold 0/1 (1 = attend).
@@ -65,21 +65,21 @@ struct T5Batch {
   Tensor<std::int64_t, 2> labels{};                  // (B, S); -100 = ignored; empty: no loss
 };
 
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct T5Output {
-  Var<T, 3> logits;                     // (B, S, V)
-  Var<T, 3> encoder_last_hidden_state;  // (B, Ts, d_model)
-  std::optional<Var<T, 0>> loss;        // with labels: mean cross-entropy over labels != -100
+  Var<T, 3, Dev> logits;                     // (B, S, V)
+  Var<T, 3, Dev> encoder_last_hidden_state;  // (B, Ts, d_model)
+  std::optional<Var<T, 0, Dev>> loss;        // with labels: mean cross-entropy over labels != -100
 };
 
 /// The decoder's key/value cache: per layer, the self-attention keys and values of the positions
 /// decoded so far (B, H, t, D) and the cross-attention keys and values of the encoder output
 /// (B, H, Ts, D), computed on the first step. Prefixes are not cached here (they are constants
 /// passed with each call).
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct T5Cache {
   struct Layer {
-    Var<T, 4> self_k{}, self_v{}, cross_k{}, cross_v{};
+    Var<T, 4, Dev> self_k{}, self_v{}, cross_k{}, cross_v{};
   };
   std::vector<Layer> layers;
   index_t length = 0;  // decoded positions held
@@ -88,8 +88,13 @@ struct T5Cache {
   /// cross-attention rows are left as they are (they are equal within a beam group).
   void reorder(const std::vector<index_t>& rows) {
     for (auto& l : layers) {
-      l.self_k = Var<T, 4>(gather_rows(l.self_k.value(), rows));
-      l.self_v = Var<T, 4>(gather_rows(l.self_v.value(), rows));
+      if constexpr (std::is_same_v<Dev, Cpu>) {
+        l.self_k = Var<T, 4>(gather_rows(l.self_k.value(), rows));
+        l.self_v = Var<T, 4>(gather_rows(l.self_v.value(), rows));
+      } else {  // through the host (generation runs there)
+        l.self_k = Var<T, 4, Dev>(copy_to<Dev>(gather_rows(to_host(l.self_k.value()), rows)));
+        l.self_v = Var<T, 4, Dev>(copy_to<Dev>(gather_rows(to_host(l.self_v.value()), rows)));
+      }
     }
   }
 
@@ -107,27 +112,27 @@ struct T5Cache {
 
 namespace t5 {
 
-// Modules with the Hugging Face names (see visit()).
-template <class T>
+// Modules with the Hugging Face names (see visit()), their parameters on Dev.
+template <class T, DevicePolicy Dev = Cpu>
 struct Matrix {  // nn.Linear without bias, or nn.Embedding
-  Parameter<T, 2> weight;
+  Parameter<T, 2, Dev> weight;
   template <class V>
   void visit(V&& v) {
     v("weight", weight);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct Norm {  // T5LayerNorm
-  Parameter<T, 1> weight;
+  Parameter<T, 1, Dev> weight;
   template <class V>
   void visit(V&& v) {
     v("weight", weight);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct Attention {  // T5Attention
-  Matrix<T> q, k, v, o;
-  std::optional<Matrix<T>> relative_attention_bias;  // (buckets, H), first layer of a stack only
+  Matrix<T, Dev> q, k, v, o;
+  std::optional<Matrix<T, Dev>> relative_attention_bias;  // (buckets, H), first layer of a stack only
   template <class V>
   void visit(V&& vis) {
     vis("q", q);
@@ -137,30 +142,30 @@ struct Attention {  // T5Attention
     vis("relative_attention_bias", relative_attention_bias);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct SelfAttentionLayer {  // T5LayerSelfAttention
-  Attention<T> attention;
-  Norm<T> layer_norm;
+  Attention<T, Dev> attention;
+  Norm<T, Dev> layer_norm;
   template <class V>
   void visit(V&& v) {
     v("SelfAttention", attention);
     v("layer_norm", layer_norm);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct CrossAttentionLayer {  // T5LayerCrossAttention
-  Attention<T> attention;
-  Norm<T> layer_norm;
+  Attention<T, Dev> attention;
+  Norm<T, Dev> layer_norm;
   template <class V>
   void visit(V&& v) {
     v("EncDecAttention", attention);
     v("layer_norm", layer_norm);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct Dense {  // T5DenseActDense (wi, wo) or T5DenseGatedActDense (wi_0, wi_1, wo)
-  std::optional<Matrix<T>> wi, wi_0, wi_1;
-  Matrix<T> wo;
+  std::optional<Matrix<T, Dev>> wi, wi_0, wi_1;
+  Matrix<T, Dev> wo;
   template <class V>
   void visit(V&& v) {
     v("wi", wi);
@@ -169,21 +174,21 @@ struct Dense {  // T5DenseActDense (wi, wo) or T5DenseGatedActDense (wi_0, wi_1,
     v("wo", wo);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct FeedForwardLayer {  // T5LayerFF
-  Dense<T> dense;
-  Norm<T> layer_norm;
+  Dense<T, Dev> dense;
+  Norm<T, Dev> layer_norm;
   template <class V>
   void visit(V&& v) {
     v("DenseReluDense", dense);
     v("layer_norm", layer_norm);
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct Block {  // T5Block: layer.0 self-attention, [layer.1 cross-attention,] last: feed-forward
-  SelfAttentionLayer<T> self;
-  std::optional<CrossAttentionLayer<T>> cross;  // decoder only
-  FeedForwardLayer<T> ff;
+  SelfAttentionLayer<T, Dev> self;
+  std::optional<CrossAttentionLayer<T, Dev>> cross;  // decoder only
+  FeedForwardLayer<T, Dev> ff;
   template <class V>
   void visit(V&& v) {
     v("layer.0", self);
@@ -195,10 +200,10 @@ struct Block {  // T5Block: layer.0 self-attention, [layer.1 cross-attention,] l
     }
   }
 };
-template <class T>
+template <class T, DevicePolicy Dev = Cpu>
 struct Stack {  // T5Stack (its embed_tokens is the model's `shared`)
-  std::vector<Block<T>> block;
-  Norm<T> final_layer_norm;
+  std::vector<Block<T, Dev>> block;
+  Norm<T, Dev> final_layer_norm;
   template <class V>
   void visit(V&& v) {
     v("block", block);
