@@ -335,9 +335,11 @@ deepprompt::Tensor<float, R, D> on(const deepprompt::Tensor<float, R>& h) {
   std::memcpy(t.data(), h.data(), sizeof(float) * static_cast<std::size_t>(h.size()));
   return t;
 }
+/// A tensor's elements on the host, from any device (core/tensor.hpp's to_host).
 template <class D, std::size_t R>
 std::vector<float> values(const deepprompt::Tensor<float, R, D>& t) {
-  return std::vector<float>(t.data(), t.data() + t.size());
+  const auto h = deepprompt::to_host(t);
+  return std::vector<float>(h.data(), h.data() + h.size());
 }
 
 template <class D, class Op, std::size_t... R>

@@ -44,7 +44,6 @@ struct Prefix {
   }
 };
 
-using bert_ptv2::host_values;
 
 // The outputs, then every gradient (parameters in visit order, then the prefix's), of the
 // fixture's forward pass with its prefix, seeded with the fixture's R on last_hidden_state.
@@ -52,12 +51,12 @@ template <class D>
 std::vector<std::vector<float>> outputs_and_grads(Model<D>& model) {
   Prefix<D> prefix;
   auto out = model.forward(ids("input_ids"), ids("attention_mask"), ids("token_type_ids"), {}, prefix.shared());
-  std::vector<std::vector<float>> r{host_values(out.last_hidden_state.value()), host_values(out.pooler_output.value())};
+  std::vector<std::vector<float>> r{dp_test::values(out.last_hidden_state.value()), dp_test::values(out.pooler_output.value())};
   out.last_hidden_state.backward(dp::copy_to<D>(want<3>("R")));
-  dp::for_each_parameter(model, [&](const std::string&, auto& p) { r.push_back(host_values(p.grad())); });
+  dp::for_each_parameter(model, [&](const std::string&, auto& p) { r.push_back(dp_test::values(p.grad())); });
   for (std::size_t l = 0; l < prefix.k.size(); ++l) {
-    r.push_back(host_values(prefix.k[l].grad()));
-    r.push_back(host_values(prefix.v[l].grad()));
+    r.push_back(dp_test::values(prefix.k[l].grad()));
+    r.push_back(dp_test::values(prefix.v[l].grad()));
   }
   return r;
 }
@@ -104,9 +103,9 @@ std::vector<std::vector<float>> input_prompt_run() {
   dp::Parameter<float, 2, D> prompt("prompt", dp::copy_to<D>(dp_test::random_tensor<float>(dp::Shape<2>{3, 32}, 17)));
   auto out = model.forward_with_input_prompt(prompt.var(), ids("input_ids"), ids("attention_mask"),
                                              ids("token_type_ids"));
-  std::vector<std::vector<float>> r{host_values(out.last_hidden_state.value()), host_values(out.pooler_output.value())};
+  std::vector<std::vector<float>> r{dp_test::values(out.last_hidden_state.value()), dp_test::values(out.pooler_output.value())};
   dp::mean(out.pooler_output).backward();
-  r.push_back(host_values(prompt.grad()));
+  r.push_back(dp_test::values(prompt.grad()));
   return r;
 }
 
@@ -143,15 +142,15 @@ std::vector<std::vector<float>> prompted_run(const fs::path& dir) {
     loss.backward();
     opt.step();
     opt.zero_grad();
-    r[0].push_back(host_values(loss.value())[0]);
+    r[0].push_back(dp_test::values(loss.value())[0]);
   }
   model.prompt.fold();
   auto constants = model.freeze_constants();
   dp::NoGradGuard no_grad;
-  r.push_back(host_values(dp::forward_with_prompt(model.bert, constants, input, ids("attention_mask"))
+  r.push_back(dp_test::values(dp::forward_with_prompt(model.bert, constants, input, ids("attention_mask"))
                               .last_hidden_state.value()));
   model.prompt.save_peft(dir);
-  r.push_back(host_values(dp::DynamicDeepPrompt<float>::load_peft(dir).prompt_embeddings->value()));
+  r.push_back(dp_test::values(dp::DynamicDeepPrompt<float>::load_peft(dir).prompt_embeddings->value()));
   return r;
 }
 
@@ -169,7 +168,7 @@ TEST_CASE("bert on a device: PromptedBert with a DeepPrompt (projection, prefix 
   auto host_prompt = dp::DynamicDeepPrompt<float>({2, 3, 32}, dp::DeepPromptOptions{.heads = 4, .seed = 4});
   host_prompt.save_peft(dir / "again");
   auto on_dev = dp::DynamicDeepPrompt<float, HostDevice>::load_peft(dir / "again");
-  CHECK(worst_rel(host_values(on_dev.prompt_embeddings->value()), host_values(host_prompt.prompt_embeddings->value())) == 0);
+  CHECK(worst_rel(dp_test::values(on_dev.prompt_embeddings->value()), dp_test::values(host_prompt.prompt_embeddings->value())) == 0);
   fs::remove_all(dir);
 }
 

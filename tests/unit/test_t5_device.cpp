@@ -23,11 +23,6 @@ using dp_test::worst_rel;
 
 const fs::path kData = fs::path(DEEPPROMPT_TEST_DATA) / "t5";
 
-template <class T, std::size_t R, class D>
-std::vector<float> host_values(const dp::Tensor<T, R, D>& t) {
-  const auto h = dp::to_host(t);
-  return std::vector<float>(h.data(), h.data() + h.size());
-}
 
 struct Inputs {
   dp::SafeTensorsFile expected;
@@ -59,10 +54,10 @@ std::vector<std::vector<float>> run(const std::string& name, const Inputs& in, b
   }
   auto out = model.forward({.input_ids = in.ids, .attention_mask = in.mask, .labels = in.labels},
                            with_prefix ? &prefix : nullptr);
-  std::vector<std::vector<float>> r{host_values(out.logits.value()), host_values(out.loss->value())};
+  std::vector<std::vector<float>> r{dp_test::values(out.logits.value()), dp_test::values(out.loss->value())};
   out.loss->backward();
-  dp::for_each_parameter(model, [&](const std::string&, auto& p) { r.push_back(host_values(p.grad())); });
-  for (std::size_t i = 0; i < pk.size(); ++i) r.push_back(host_values(pk[i].grad())), r.push_back(host_values(pv[i].grad()));
+  dp::for_each_parameter(model, [&](const std::string&, auto& p) { r.push_back(dp_test::values(p.grad())); });
+  for (std::size_t i = 0; i < pk.size(); ++i) r.push_back(dp_test::values(pk[i].grad())), r.push_back(dp_test::values(pv[i].grad()));
   return r;
 }
 
@@ -106,7 +101,7 @@ std::vector<float> train(const Inputs& in) {
     loss.backward();
     opt.step();
     opt.zero_grad();
-    losses.push_back(host_values(loss.value())[0]);
+    losses.push_back(dp_test::values(loss.value())[0]);
   }
   return losses;
 }
@@ -129,10 +124,10 @@ TEST_CASE("t5 on a device: copies between devices and checkpoints through the ho
   const Inputs in("v1_1");
   const dp::T5Batch batch{.input_ids = in.ids, .attention_mask = in.mask, .labels = in.labels};
   dp::NoGradGuard no_grad;
-  CHECK(worst_rel(host_values(back.forward(batch).logits.value()), host_values(host.forward(batch).logits.value())) == 0);
+  CHECK(worst_rel(dp_test::values(back.forward(batch).logits.value()), dp_test::values(host.forward(batch).logits.value())) == 0);
   dp::DynamicT5<float, HostDevice> loaded(host.dims(), 1);
   loaded.load_safetensors(dir / "model.safetensors");
-  CHECK(worst_rel(host_values(loaded.forward(batch).logits.value()), host_values(host.forward(batch).logits.value())) <= 1e-6);
+  CHECK(worst_rel(dp_test::values(loaded.forward(batch).logits.value()), dp_test::values(host.forward(batch).logits.value())) <= 1e-6);
   fs::remove_all(dir);
 }
 
